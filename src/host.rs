@@ -1,0 +1,331 @@
+//! One host's native state and the preauth flow of stock's
+//! `stanza/iq/urn:xmpp:pars:0:preauth` handler (SPEC §4.2), split around the storage
+//! lookup that stays in Lua: [`Host::preauth_begin`] decides everything that needs no
+//! record, [`Host::preauth_finish`] judges the record.
+
+use crate::error::Error;
+use crate::invite::{Ledger, Record, ValidInvite};
+use crate::stanza::{self, Condition, Element, ErrorType, ParseError, PreauthIq};
+use crate::throttle::Throttle;
+use crate::token;
+
+/// Default of `invites_register_token_attempts`.
+pub const DEFAULT_TOKEN_ATTEMPTS: u32 = 10;
+
+/// A configuration value as read from Prosody, before validation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawOption {
+    /// Not set.
+    Unset,
+    /// A Lua integer.
+    Int(i64),
+    /// A Lua float.
+    Float(f64),
+    /// A Lua string.
+    Str(String),
+    /// Any other Lua value.
+    Other,
+}
+
+/// Validates `invites_register_token_attempts`: a non-negative integer, no upper cap.
+/// Anything else gives the default and the message to log as an error.
+pub fn token_attempts(raw: &RawOption) -> (u32, Option<String>) {
+    let parsed = match raw {
+        RawOption::Unset => return (DEFAULT_TOKEN_ATTEMPTS, None),
+        RawOption::Int(i) => Some(*i),
+        RawOption::Float(f) if f.fract() == 0.0 && f.is_finite() => Some(*f as i64),
+        RawOption::Str(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(n) if n >= 0 => (u32::try_from(n).unwrap_or(u32::MAX), None),
+        _ => (
+            DEFAULT_TOKEN_ATTEMPTS,
+            Some(format!(
+                "invites_register_token_attempts must be a non-negative integer, using the default {DEFAULT_TOKEN_ATTEMPTS}"
+            )),
+        ),
+    }
+}
+
+/// Per-host settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The host this state serves.
+    pub host: String,
+    /// `registration_invite_only`.
+    pub invite_only: bool,
+    /// `c2s_require_encryption` / `require_encryption`.
+    pub require_encryption: bool,
+    /// `invites_register_token_attempts`.
+    pub token_attempts: u32,
+}
+
+/// The outcome of the first half of a preauth.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PreauthStep {
+    /// Answer with this, no lookup.
+    Reply(Element),
+    /// Look the token up and call [`Host::preauth_finish`].
+    Lookup(PreauthIq),
+}
+
+/// The facts about the requesting stream that the preauth checks need.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// Client address (`session.ip`); `None` shares one bucket.
+    pub ip: Option<&'a str>,
+    /// `session.secure`.
+    pub secure: bool,
+    /// `origin.host == module.host`.
+    pub same_host: bool,
+}
+
+/// One host's configuration, throttle and ledger.
+#[derive(Debug)]
+pub struct Host {
+    /// Settings.
+    pub config: Config,
+    throttle: Throttle,
+    /// Claims and consumed tokens.
+    pub ledger: Ledger,
+}
+
+fn invalid_reply(iq: &PreauthIq) -> Element {
+    let e = Error::TokenInvalid;
+    stanza::error_reply(
+        &iq.header,
+        ErrorType::Cancel,
+        Condition::ItemNotFound,
+        e.text(),
+    )
+}
+
+impl Host {
+    /// Fresh state for `config`.
+    pub fn new(config: Config) -> Self {
+        Host {
+            throttle: Throttle::new(config.token_attempts),
+            config,
+            ledger: Ledger::new(),
+        }
+    }
+
+    /// Steps 1–4 of SPEC §4.2 that need no storage.
+    pub fn preauth_begin(
+        &mut self,
+        xml: &str,
+        origin: Origin<'_>,
+        now_ms: u64,
+    ) -> Result<PreauthStep, ParseError> {
+        let iq = stanza::parse_preauth_iq(xml)?;
+        let h = &iq.header;
+        if !origin.same_host {
+            let e = Error::WrongHost;
+            return Ok(PreauthStep::Reply(stanza::error_reply(
+                h,
+                ErrorType::Cancel,
+                Condition::ServiceUnavailable,
+                e.text(),
+            )));
+        }
+        if self.config.require_encryption && !origin.secure {
+            let e = Error::EncryptionRequired;
+            return Ok(PreauthStep::Reply(stanza::error_reply(
+                h,
+                ErrorType::Modify,
+                Condition::PolicyViolation,
+                e.text(),
+            )));
+        }
+        let addr = origin.ip.unwrap_or("");
+        if self.throttle.is_throttled(addr, now_ms) {
+            let e = Error::Throttled;
+            return Ok(PreauthStep::Reply(stanza::error_reply(
+                h,
+                ErrorType::Wait,
+                Condition::PolicyViolation,
+                e.text(),
+            )));
+        }
+        if !iq.token.as_deref().is_some_and(token::is_lookup_candidate) {
+            self.throttle.record_failure(addr, now_ms);
+            return Ok(PreauthStep::Reply(invalid_reply(&iq)));
+        }
+        Ok(PreauthStep::Lookup(iq))
+    }
+
+    /// Step 4–5 of SPEC §4.2: judges the looked-up record. `record` is `Err(())` when the
+    /// storage read failed, which never counts as valid.
+    pub fn preauth_finish(
+        &mut self,
+        iq: &PreauthIq,
+        record: Result<Option<&Record>, ()>,
+        ip: Option<&str>,
+        now_ms: u64,
+        now_s: i64,
+    ) -> (Element, Option<ValidInvite>) {
+        let token = iq.token.as_deref().unwrap_or("");
+        let valid = match record {
+            Ok(Some(r)) => r.validate(token, Some(now_s)).ok(),
+            _ => None,
+        }
+        .filter(|v| !self.ledger.is_used(token, v.reusable, now_ms, now_s));
+        match valid {
+            Some(v) => (stanza::reply(&iq.header), Some(v)),
+            None => {
+                self.throttle.record_failure(ip.unwrap_or(""), now_ms);
+                (invalid_reply(iq), None)
+            }
+        }
+    }
+
+    /// Number of addresses the throttle tracks.
+    pub fn throttled_addresses(&self) -> usize {
+        self.throttle.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(attempts: u32) -> Host {
+        Host::new(Config {
+            host: "example.com".into(),
+            invite_only: true,
+            require_encryption: true,
+            token_attempts: attempts,
+        })
+    }
+
+    const SECURE: Origin<'static> = Origin {
+        ip: Some("192.0.2.1"),
+        secure: true,
+        same_host: true,
+    };
+
+    fn iq(token: &str) -> String {
+        format!("<iq type='set' id='p1'><preauth xmlns='urn:xmpp:pars:0' token='{token}'/></iq>")
+    }
+
+    fn record() -> Record {
+        Record {
+            kind: Some("register".into()),
+            jid: Some("example.com".into()),
+            expires: Some(1000.0),
+            ..Record::default()
+        }
+    }
+
+    fn condition(e: &Element) -> String {
+        e.to_xml()
+    }
+
+    #[test]
+    fn test_simple() {
+        let mut h = host(10);
+        let PreauthStep::Lookup(req) = h.preauth_begin(&iq("T"), SECURE, 0).unwrap() else {
+            panic!("expected lookup")
+        };
+        let (reply, v) = h.preauth_finish(&req, Ok(Some(&record())), SECURE.ip, 0, 10);
+        assert_eq!(reply.to_xml(), "<iq id='p1' type='result'/>");
+        assert_eq!(v.unwrap().token, "T");
+    }
+
+    #[test]
+    fn test_invalid_plaintext_hides_token() {
+        let mut h = host(10);
+        let plain = Origin {
+            secure: false,
+            ..SECURE
+        };
+        let a = h.preauth_begin(&iq("valid"), plain, 0).unwrap();
+        let b = h.preauth_begin(&iq("bogus"), plain, 0).unwrap();
+        assert_eq!(a, b);
+        let PreauthStep::Reply(r) = a else { panic!() };
+        assert!(condition(&r).contains("policy-violation"));
+        assert!(condition(&r).contains("type='modify'"));
+    }
+
+    #[test]
+    fn test_invalid_wrong_host() {
+        let mut h = host(10);
+        let other = Origin {
+            same_host: false,
+            secure: false,
+            ..SECURE
+        };
+        let PreauthStep::Reply(r) = h.preauth_begin(&iq("T"), other, 0).unwrap() else {
+            panic!()
+        };
+        assert!(condition(&r).contains("service-unavailable"));
+    }
+
+    #[test]
+    fn test_invalid_tokens_count_and_throttle() {
+        let mut h = host(2);
+        for t in ["", &"x".repeat(2000)] {
+            let PreauthStep::Reply(r) = h.preauth_begin(&iq(t), SECURE, 0).unwrap() else {
+                panic!()
+            };
+            assert!(condition(&r).contains("item-not-found"));
+        }
+        let PreauthStep::Reply(r) = h.preauth_begin(&iq("valid"), SECURE, 1).unwrap() else {
+            panic!()
+        };
+        assert!(condition(&r).contains("type='wait'"), "{}", condition(&r));
+        assert_eq!(h.throttled_addresses(), 1);
+        let other = Origin {
+            ip: Some("192.0.2.2"),
+            ..SECURE
+        };
+        assert!(matches!(
+            h.preauth_begin(&iq("valid"), other, 1).unwrap(),
+            PreauthStep::Lookup(_)
+        ));
+    }
+
+    #[test]
+    fn test_storage_error_is_invalid() {
+        let mut h = host(10);
+        let PreauthStep::Lookup(req) = h.preauth_begin(&iq("T"), SECURE, 0).unwrap() else {
+            panic!()
+        };
+        let (r, v) = h.preauth_finish(&req, Err(()), SECURE.ip, 0, 10);
+        assert!(v.is_none());
+        assert!(condition(&r).contains("item-not-found"));
+        let (_, v) = h.preauth_finish(&req, Ok(None), SECURE.ip, 0, 10);
+        assert!(v.is_none());
+    }
+
+    #[test]
+    fn test_consumed_token_is_invalid() {
+        let mut h = host(10);
+        h.ledger.mark_consumed("T", 1000, 10);
+        let PreauthStep::Lookup(req) = h.preauth_begin(&iq("T"), SECURE, 0).unwrap() else {
+            panic!()
+        };
+        let (_, v) = h.preauth_finish(&req, Ok(Some(&record())), SECURE.ip, 0, 10);
+        assert!(v.is_none());
+    }
+
+    #[test]
+    fn test_token_attempts_option() {
+        assert_eq!(token_attempts(&RawOption::Unset), (10, None));
+        assert_eq!(token_attempts(&RawOption::Int(0)), (0, None));
+        assert_eq!(token_attempts(&RawOption::Int(5_000_000_000)).0, u32::MAX);
+        assert_eq!(token_attempts(&RawOption::Float(3.0)), (3, None));
+        assert_eq!(token_attempts(&RawOption::Str("7".into())), (7, None));
+        for bad in [
+            RawOption::Int(-1),
+            RawOption::Float(2.5),
+            RawOption::Str("many".into()),
+            RawOption::Other,
+        ] {
+            let (n, warn) = token_attempts(&bad);
+            assert_eq!(n, 10);
+            assert!(warn.unwrap().contains("invites_register_token_attempts"));
+        }
+    }
+}
