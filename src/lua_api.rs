@@ -42,6 +42,7 @@ fn now_s() -> i64 {
 
 /// Per-host state handed to the plugin: `native.new(config)`.
 pub struct HostState {
+    name: String,
     host: Arc<Mutex<Host>>,
     nodeprep: Function,
     stanza_mt: Table,
@@ -93,6 +94,7 @@ fn new_host(_: &Lua, cfg: Table) -> LuaResult<(HostState, Option<String>)> {
         token_attempts: attempts,
     };
     let state = HostState {
+        name: config.host.clone(),
         host: Arc::new(Mutex::new(Host::new(config))),
         nodeprep: cfg.get("nodeprep")?,
         stanza_mt: cfg.get("stanza_mt")?,
@@ -235,21 +237,72 @@ impl HostState {
         Ok(Some((token, reusable, now_s() + FOREIGN_EXPIRY_S)))
     }
 
-    fn presented(
-        &self,
-        valid: &ValidInvite,
-        used: bool,
-    ) -> LuaResult<(Option<String>, Option<String>, bool)> {
-        let bound = match &valid.bound {
-            Some(b) => Some(self.nodeprep(b)?.unwrap_or_default()),
-            None => None,
+    /// Normalises an invite's binding and reset user for [`policy::decide`].
+    fn normalised(&self, valid: &ValidInvite, used: bool) -> LuaResult<Normalised> {
+        let prep = |v: &Option<String>| -> LuaResult<Option<String>> {
+            match v {
+                Some(s) => Ok(Some(self.nodeprep(s)?.unwrap_or_default())),
+                None => Ok(None),
+            }
         };
-        let reset = match &valid.allow_reset {
-            Some(r) => Some(self.nodeprep(r)?.unwrap_or_default()),
-            None => None,
-        };
-        Ok((bound, reset, used))
+        Ok(Normalised {
+            bound: prep(&valid.bound)?,
+            reset: prep(&valid.allow_reset)?,
+            used,
+        })
     }
+
+    /// What the registration presents: `None` without an invite for this host,
+    /// `Some(Err)` for a front-end invite whose record is gone or invalid.
+    fn presented_invite(
+        &self,
+        invite: &Value,
+        record: &Value,
+    ) -> LuaResult<Option<Result<Normalised, Error>>> {
+        let Value::Table(inv) = invite else {
+            return Ok(None);
+        };
+        let now_ms = self.now_ms();
+        let now = now_s();
+        if let Value::UserData(ud) = inv.raw_get::<Value>("_native")? {
+            let Ok(n) = ud.borrow::<NativeInvite>() else {
+                return Ok(None);
+            };
+            if n.host != self.name {
+                return Ok(None);
+            }
+            let v = &n.valid;
+            let used = self
+                .host
+                .lock()
+                .ledger
+                .is_used(&v.token, v.reusable, now_ms, now);
+            return Ok(Some(Ok(self.normalised(v, used)?)));
+        }
+        let token = string(inv.get("token")?).unwrap_or_default();
+        let valid = match record {
+            Value::Table(r) => decode_record(r)?.validate(&token, None).ok(),
+            _ => None,
+        };
+        Ok(Some(match valid {
+            Some(v) => {
+                let used = self
+                    .host
+                    .lock()
+                    .ledger
+                    .is_used(&token, v.reusable, now_ms, now);
+                Ok(self.normalised(&v, used)?)
+            }
+            None => Err(Error::TokenUsed),
+        }))
+    }
+}
+
+/// Owned form of [`Presented`].
+struct Normalised {
+    bound: Option<String>,
+    reset: Option<String>,
+    used: bool,
 }
 
 fn code(e: Error) -> (Value, &'static str, &'static str) {
@@ -317,10 +370,9 @@ impl UserData for HostState {
                         now_s(),
                     )
                 };
-                let host_name = this.host.lock().config.host.clone();
                 let invite = match (valid, &record) {
                     (Some(v), Value::Table(rec)) => {
-                        Value::Table(this.invite_table(lua, &host_name, v, rec)?)
+                        Value::Table(this.invite_table(lua, &this.name, v, rec)?)
                     }
                     _ => Value::Nil,
                 };
@@ -344,57 +396,17 @@ impl UserData for HostState {
         methods.add_method(
             "registering",
             |lua, this, (invite, username, refused, record): (Value, Value, bool, Value)| {
-                let (host_name, invite_only) = {
-                    let h = this.host.lock();
-                    (h.config.host.clone(), h.config.invite_only)
-                };
+                let invite_only = this.host.lock().config.invite_only;
                 let username = match string(username) {
                     Some(u) => this.nodeprep(&u)?,
                     None => None,
                 };
-                let now_ms = this.now_ms();
-                let now = now_s();
-                let mut facts: Option<Result<(Option<String>, Option<String>, bool), Error>> = None;
-                if let Value::Table(inv) = &invite {
-                    match inv.raw_get::<Value>("_native")? {
-                        Value::UserData(ud) => {
-                            if let Ok(n) = ud.borrow::<NativeInvite>() {
-                                if n.host == host_name {
-                                    let used = this.host.lock().ledger.is_used(
-                                        &n.valid.token,
-                                        n.valid.reusable,
-                                        now_ms,
-                                        now,
-                                    );
-                                    facts = Some(Ok(this.presented(&n.valid, used)?));
-                                }
-                            }
-                        }
-                        _ => {
-                            let token = string(inv.get("token")?).unwrap_or_default();
-                            let valid = match &record {
-                                Value::Table(r) => decode_record(r)?.validate(&token, None).ok(),
-                                _ => None,
-                            };
-                            facts = Some(match valid {
-                                Some(v) => {
-                                    let used = this
-                                        .host
-                                        .lock()
-                                        .ledger
-                                        .is_used(&token, v.reusable, now_ms, now);
-                                    Ok(this.presented(&v, used)?)
-                                }
-                                None => Err(Error::TokenUsed),
-                            });
-                        }
-                    }
-                }
+                let facts = this.presented_invite(&invite, &record)?;
                 let presented = facts.as_ref().map(|f| match f {
-                    Ok((bound, reset, used)) => Ok(Presented {
-                        used: *used,
-                        bound: bound.as_deref(),
-                        reset: reset.as_deref(),
+                    Ok(n) => Ok(Presented {
+                        used: n.used,
+                        bound: n.bound.as_deref(),
+                        reset: n.reset.as_deref(),
                     }),
                     Err(e) => Err(*e),
                 });

@@ -132,6 +132,15 @@ pub fn classify_roles(entries: &[(Scalar, Scalar)]) -> Roles {
 mod tests {
     use super::*;
 
+    /// invite_only, already_refused, invite, username → expected decision.
+    type Case<'a> = (
+        bool,
+        bool,
+        Option<Result<Presented<'a>, Error>>,
+        Option<&'a str>,
+        Decision,
+    );
+
     const PLAIN: Presented<'static> = Presented {
         used: false,
         bound: None,
@@ -141,13 +150,7 @@ mod tests {
     #[test]
     fn test_decision_table() {
         let allow = Decision::Allow { allow_reset: None };
-        let cases: Vec<(
-            bool,
-            bool,
-            Option<Result<Presented<'_>, Error>>,
-            Option<&str>,
-            Decision,
-        )> = vec![
+        let cases: Vec<Case<'_>> = vec![
             (true, true, None, Some("a"), Decision::NoOpinion),
             (
                 true,

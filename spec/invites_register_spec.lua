@@ -1,0 +1,248 @@
+-- The native library's exports, called from a real Lua as Prosody would call them.
+local helpers = require "spec.helpers";
+local st = helpers.st;
+local native = require "invites_register";
+
+local function new_state(cfg)
+	local c = {
+		host = "example.com";
+		invite_only = true;
+		require_encryption = true;
+		token_attempts = 10;
+		nodeprep = function (s) return (s:lower():gsub("[^%w%-_%.]", "")); end;
+		stanza_mt = st.stanza_mt;
+	};
+	for k, v in pairs(cfg or {}) do c[k] = v; end
+	return native.new(c);
+end
+
+local function preauth_xml(token, attrs)
+	local iq = st.iq(attrs or { type = "set", id = "p1" });
+	iq:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = token });
+	return tostring(iq);
+end
+
+local function record(fields)
+	local r = { type = "register", jid = "example.com", token = "T", expires = os.time() + 3600, uri = "xmpp:example.com?register;preauth=T" };
+	for k, v in pairs(fields or {}) do r[k] = v; end
+	return r;
+end
+
+-- Runs both halves of a preauth with `rec` as the stored record.
+local function preauth(state, token, rec, err, origin)
+	origin = origin or {};
+	local reply, pending = state:preauth(preauth_xml(token), origin.ip or "192.0.2.1", origin.secure ~= false, origin.same_host ~= false);
+	if reply then return reply; end
+	return state:preauth_finish(pending, rec, err);
+end
+
+describe("invites_register", function ()
+	describe("#new()", function ()
+		it("should return a state and no warning for valid options", function ()
+			local state, warning = new_state();
+			assert.is_userdata(state);
+			assert.is_nil(warning);
+		end);
+		it("should warn and use the default for a bad token_attempts", function ()
+			for _, bad in ipairs({ -1, 2.5, "lots", true }) do
+				local state, warning = new_state({ token_attempts = bad });
+				assert.is_userdata(state);
+				assert.matches("invites_register_token_attempts", warning);
+			end
+		end);
+	end);
+
+	describe("#features()", function ()
+		it("should return both register features as stanzas, legacy first", function ()
+			local f = new_state():features();
+			assert.equal(2, #f);
+			assert.truthy(st.is_stanza(f[1]));
+			assert.equal("<register xmlns='urn:xmpp:invite'/>", tostring(f[1]));
+			assert.equal("<register xmlns='urn:xmpp:ibr-token:0'/>", tostring(f[2]));
+		end);
+	end);
+
+	describe("#preauth()", function ()
+		it("should ask for a lookup of a plausible token", function ()
+			local reply, pending = new_state():preauth(preauth_xml("T"), "192.0.2.1", true, true);
+			assert.is_false(reply);
+			assert.equal("T", pending:token());
+		end);
+		it("should refuse plaintext identically for valid and invalid tokens", function ()
+			local state = new_state();
+			local a = state:preauth(preauth_xml("T"), "192.0.2.1", false, true);
+			local b = state:preauth(preauth_xml("nope"), "192.0.2.1", false, true);
+			assert.equal(tostring(a), tostring(b));
+			assert.equal("modify", a.tags[1].attr.type);
+			assert.equal("policy-violation", a.tags[1].tags[1].name);
+		end);
+		it("should answer service-unavailable for another host", function ()
+			local reply = new_state():preauth(preauth_xml("T"), "192.0.2.1", true, false);
+			assert.equal("service-unavailable", reply.tags[1].tags[1].name);
+		end);
+		it("should build replies like st.error_reply", function ()
+			local iq = st.iq({ type = "get", id = "x1", to = "example.com" })
+				:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = "" }):up();
+			local ours = new_state():preauth(tostring(iq), "192.0.2.1", true, true);
+			local stock = st.error_reply(iq, "cancel", "item-not-found", "The provided token is invalid or expired");
+			assert.equal(tostring(stock), tostring(ours));
+			assert.truthy(st.is_stanza(ours));
+		end);
+		it("should report a malformed stanza as bad-request", function ()
+			local reply, code = new_state():preauth("<iq", "192.0.2.1", true, true);
+			assert.is_nil(reply);
+			assert.equal("bad-request", code);
+		end);
+	end);
+
+	describe("#preauth_finish()", function ()
+		it("should return a result and an invite table for a valid record", function ()
+			local reply, invite = preauth(new_state(), "T", record({ additional_data = { groups = { "g" } } }));
+			assert.equal("result", reply.attr.type);
+			assert.equal("T", invite.token);
+			assert.equal("register", invite.type);
+			assert.equal("example.com", invite.host);
+			assert.same({ groups = { "g" } }, invite.additional_data);
+			assert.is_false(invite.reusable);
+		end);
+		it("should name the inviter of a roster invite", function ()
+			local _, invite = preauth(new_state(), "T", record({ type = "roster", jid = "juliet@example.com", allow_registration = "true" }));
+			assert.equal("juliet", invite.inviter);
+			assert.equal("juliet", invite.username);
+		end);
+		it("should treat odd records and storage errors as invalid", function ()
+			local state = new_state();
+			for _, rec in ipairs({ 42, "x", {}, record({ expires = "soon" }), record({ type = "nope" }),
+				record({ allow_registration = false }), record({ expires = os.time() - 1 }) }) do
+				local reply, invite = preauth(state, "T", rec);
+				assert.is_nil(invite);
+				assert.equal("item-not-found", reply.tags[1].tags[1].name);
+			end
+			local reply, invite = preauth(new_state(), "T", record(), "db down");
+			assert.is_nil(invite);
+			assert.equal("item-not-found", reply.tags[1].tags[1].name);
+		end);
+		it("should throttle after token_attempts failures without a lookup", function ()
+			local state = new_state({ token_attempts = 2 });
+			preauth(state, "a", nil);
+			preauth(state, "b", nil);
+			local reply, pending = state:preauth(preauth_xml("T"), "192.0.2.1", true, true);
+			assert.is_nil(pending);
+			assert.equal("wait", reply.tags[1].attr.type);
+			assert.equal(1, state:stats().throttled_addresses);
+		end);
+	end);
+
+	describe("#registering()", function ()
+		it("should refuse without an invite when invite-only", function ()
+			local ok, code, reason = new_state():registering(nil, "alice", false, nil);
+			assert.is_nil(ok);
+			assert.equal("invite-required", code);
+			assert.equal("Registration on this server is through invitation only", reason);
+		end);
+		it("should have no opinion without an invite when not invite-only", function ()
+			assert.is_false(new_state({ invite_only = false }):registering(nil, "alice", false, nil));
+		end);
+		it("should enforce username binding after nodeprep", function ()
+			local state = new_state();
+			local _, invite = preauth(state, "T", record({ jid = "Alice@example.com" }));
+			local ok, code = state:registering(invite, "mallory", false, nil);
+			assert.is_nil(ok);
+			assert.equal("wrong-username", code);
+			assert.is_true(state:registering(invite, "ALICE", false, nil));
+		end);
+		it("should limit a reset invite to its user", function ()
+			local state = new_state();
+			local _, invite = preauth(state, "T", record({ jid = "bob@example.com", additional_data = { allow_reset = "bob" } }));
+			local ok, code = state:registering(invite, "eve", false, nil);
+			assert.is_nil(ok);
+			assert.equal("wrong-reset-username", code);
+			assert.equal("bob", state:registering(invite, "bob", false, nil));
+		end);
+		it("should ignore an invite validated on another host", function ()
+			local other = new_state({ host = "other.example" });
+			local _, invite = preauth(other, "T", record());
+			local ok, code = new_state():registering(invite, "alice", false, nil);
+			assert.is_nil(ok);
+			assert.equal("invite-required", code);
+		end);
+		it("should judge a front-end invite by its re-read record", function ()
+			local state = new_state();
+			local foreign = { token = "F", type = "register" };
+			assert.equal("F", state:lookup_token(foreign));
+			assert.is_true(state:registering(foreign, "alice", false, record({ token = "F" })));
+			local ok, code = state:registering(foreign, "alice", false, nil);
+			assert.is_nil(ok);
+			assert.equal("token-used", code);
+		end);
+	end);
+
+	describe("#claim()", function ()
+		it("should make a single-use token unusable until released", function ()
+			local state = new_state();
+			local _, a = preauth(state, "T", record());
+			local _, b = preauth(state, "T", record());
+			local handle = state:claim(a);
+			assert.is_string(handle);
+			local ok, code = state:registering(b, "bob", false, nil);
+			assert.is_nil(ok);
+			assert.equal("token-used", code);
+			assert.is_nil(state:claim(b));
+			assert.is_true(state:release(a, handle));
+			assert.is_true(state:registering(b, "bob", false, nil));
+		end);
+		it("should consume on settle, once", function ()
+			local state = new_state();
+			local _, a = preauth(state, "T", record());
+			local handle = state:claim(a);
+			assert.is_true(state:settle(a, handle));
+			assert.is_false(state:settle(a, handle));
+			assert.is_nil(state:registering(a, "x", false, nil));
+			local reply, invite = preauth(state, "T", record());
+			assert.is_nil(invite, "consumed tokens are invalid at preauth");
+			assert.equal("item-not-found", reply.tags[1].tags[1].name);
+		end);
+		it("should never claim reusable tokens", function ()
+			local state = new_state();
+			local _, a = preauth(state, "T", record({ reusable = true }));
+			assert.is_nil(state:claim(a));
+			assert.is_true(state:settle(a, nil));
+			assert.is_true(state:registering(a, "x", false, nil));
+		end);
+	end);
+
+	describe("#subscribe_token()", function ()
+		it("should find the token of a XEP-0379 subscription", function ()
+			local p = st.presence({ type = "subscribe", to = "juliet@example.com" })
+				:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = "C1" }):up();
+			assert.equal("C1", new_state():subscribe_token(tostring(p)));
+			assert.is_nil(new_state():subscribe_token(tostring(st.presence({ type = "subscribe" }))));
+		end);
+	end);
+
+	describe("#contact_valid()", function ()
+		it("should accept unexpired entries not yet consumed", function ()
+			local state = new_state();
+			assert.is_true(state:contact_valid("C", os.time() + 10));
+			assert.is_false(state:contact_valid("C", os.time() - 10));
+			assert.is_false(state:contact_valid("C", "tomorrow"));
+			state:consumed("C", os.time() + 10);
+			assert.is_false(state:contact_valid("C", os.time() + 10));
+		end);
+	end);
+
+	describe("#roles()", function ()
+		it("should tell lists from sets", function ()
+			local state = new_state();
+			local kind, names = state:roles({ "prosody:admin", "x" });
+			assert.equal("list", kind);
+			assert.same({ "prosody:admin", "x" }, names);
+			kind, names = state:roles({ ["prosody:admin"] = true });
+			assert.equal("set", kind);
+			assert.same({ "prosody:admin" }, names);
+			local none, code = state:roles({ admin = "yes" });
+			assert.is_nil(none);
+			assert.equal("invalid-roles", code);
+		end);
+	end);
+end);
