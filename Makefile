@@ -36,7 +36,8 @@ $(VENV)/.stamp: tests/e2e/requirements.txt
 deps:
 	sh tools/install-deps.sh
 
-test: test-rust test-spec test-e2e
+test: deps
+	sh tools/test-all.sh
 
 test-rust:
 	$(CARGO) test --no-default-features --features $(FEATURE)
@@ -50,7 +51,7 @@ test-%: build
 test-e2e: build $(VENV)/.stamp
 	$(PYTHON) -m pytest -q tests/e2e
 
-run: build $(VENV)/.stamp
+run: deps build
 	sh tools/run.sh
 
 lint:
