@@ -1,0 +1,163 @@
+"""Fixtures for the end-to-end suite: install the module, certificates, private Prosodys.
+
+Environment:
+  PROSODY, PROSODYCTL   binaries (default /usr/bin/prosody, /usr/bin/prosodyctl)
+  E2E_STORAGE           comma list of storage backends (default "internal,sqlite")
+  E2E_STOCK=1           run against Prosody's own mod_invites_register instead of
+                        ours (to see which tests pin FIX behaviour); skips `make install`
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from prosody import HOST, OTHER_HOST, TEST_PLUGINS, Prosody, ServerOptions  # noqa: E402
+
+REPO_ROOT = HERE.parent.parent
+MODULE = "mod_invites_register"
+LIBRARY = "invites_register.so"
+
+# E2E_STORAGE names → the `storage` option the config gets.
+STORAGES = {"internal": "internal", "sqlite": "sql", "sql": "sql"}
+
+
+def use_stock() -> bool:
+    return os.environ.get("E2E_STOCK", "") not in ("", "0")
+
+
+def pytest_generate_tests(metafunc):
+    """Every test that takes `storage` runs once per backend in E2E_STORAGE."""
+    if "storage" in metafunc.fixturenames:
+        names = [n.strip() for n in os.environ.get("E2E_STORAGE", "internal,sqlite").split(",")
+                 if n.strip()]
+        unknown = [n for n in names if n not in STORAGES]
+        if unknown:
+            raise pytest.UsageError(f"E2E_STORAGE: unknown backend(s) {unknown}; use internal, sqlite")
+        metafunc.parametrize("storage", [STORAGES[n] for n in names], ids=names)
+
+
+def make_install(plugin_dir: Path) -> Path:
+    """`make -C <repo> install PLUGIN_DIR=<plugin_dir>`; returns the module folder."""
+    result = subprocess.run(["make", "-C", str(REPO_ROOT), "install", f"PLUGIN_DIR={plugin_dir}"],
+                            capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        pytest.fail(f"make install failed ({result.returncode}):\n{result.stdout}\n{result.stderr}",
+                    pytrace=False)
+    folder = plugin_dir / MODULE
+    for name in (f"{MODULE}.lua", LIBRARY):
+        if not (folder / name).is_file():
+            pytest.fail(f"make install did not create {folder / name}", pytrace=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def installed_plugins(tmp_path_factory) -> Path | None:
+    """Our module installed into a fresh plugin dir (None when E2E_STOCK=1)."""
+    if use_stock():
+        return None
+    plugin_dir = tmp_path_factory.mktemp("plugins")
+    make_install(plugin_dir)
+    return plugin_dir
+
+
+@pytest.fixture(scope="session")
+def broken_plugins(tmp_path_factory) -> Path:
+    """Our module installed, then its native library deleted (for the fail-closed test)."""
+    if use_stock():
+        pytest.skip("fail-closed behaviour needs our module")
+    plugin_dir = tmp_path_factory.mktemp("plugins-broken")
+    folder = make_install(plugin_dir)
+    (folder / LIBRARY).unlink()
+    return plugin_dir
+
+
+@pytest.fixture(scope="session")
+def certs_dir(tmp_path_factory) -> Path:
+    """Self-signed EC P-256 certificates for both virtual hosts, named as Prosody looks them up."""
+    folder = tmp_path_factory.mktemp("certs")
+    for host in (HOST, OTHER_HOST):
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", "30", "-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host}",
+             "-keyout", str(folder / f"{host}.key"), "-out", str(folder / f"{host}.crt")],
+            check=True, capture_output=True, timeout=60)
+    return folder
+
+
+class ProsodyFactory:
+    """Starts private Prosodys for one test and stops them all afterwards."""
+
+    def __init__(self, storage: str, workdir: Path, plugin_paths: list[Path], certs_dir: Path):
+        self.storage = storage
+        self.workdir = workdir
+        self.plugin_paths = plugin_paths
+        self.certs_dir = certs_dir
+        self.servers: list[Prosody] = []
+
+    def start(self, plugin_paths: list[Path] | None = None, **options) -> Prosody:
+        """Start a server; keyword arguments are `ServerOptions` fields."""
+        opts = ServerOptions(storage=self.storage, **options)
+        workdir = self.workdir / f"prosody{len(self.servers)}"
+        server = Prosody(workdir, plugin_paths or self.plugin_paths, self.certs_dir, opts)
+        self.servers.append(server)
+        return server.start()
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    def traceback_report(self) -> str:
+        report = []
+        for server in self.servers:
+            lines = server.traceback_lines()
+            if lines:
+                report.append(f"{server.log_path}:\n" + "\n".join(lines))
+        return "\n".join(report)
+
+
+@pytest.fixture
+def plugin_paths(installed_plugins) -> list[Path]:
+    """plugin_paths for test configs: our installed module first, then the test-only plugins."""
+    return ([installed_plugins] if installed_plugins else []) + [TEST_PLUGINS]
+
+
+@pytest.fixture
+def prosody(storage, tmp_path, plugin_paths, certs_dir):
+    """Factory: `prosody.start(**ServerOptions fields)` → running `Prosody`."""
+    factory = ProsodyFactory(storage, tmp_path, plugin_paths, certs_dir)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+def server(prosody) -> Prosody:
+    """The default server: plaintext, invite-only by default (option left unset)."""
+    return prosody.start()
+
+
+@pytest.fixture
+def tls_server(prosody) -> Prosody:
+    """A server that requires encryption and offers STARTTLS."""
+    return prosody.start(encryption=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """After the test body: stop its servers and fail it if any log has a Lua traceback."""
+    try:
+        return (yield)
+    finally:
+        factory = item.funcargs.get("prosody")
+        if isinstance(factory, ProsodyFactory):
+            factory.stop_all()
+            report = factory.traceback_report()
+            if report:
+                pytest.fail("Prosody logged a traceback:\n" + report, pytrace=False)

@@ -1,0 +1,280 @@
+"""A private Prosody for one test: config, process, prosodyctl, log checks.
+
+Every server gets its own data directory, pidfile, admin socket, log file and a
+free c2s port on 127.0.0.1. Nothing here touches 5222/5269, and only the pid
+started here is ever signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROSODY = os.environ.get("PROSODY", "/usr/bin/prosody")
+PROSODYCTL = os.environ.get("PROSODYCTL", "/usr/bin/prosodyctl")
+
+TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
+
+HOST = "example.test"
+OTHER_HOST = "other.test"
+
+# Lines that mean a Lua error escaped somewhere in the server.
+# "Traceback[c2s]: ..." comes from a handler error, "stack traceback:" from a module-load error.
+TRACEBACK_RE = re.compile(r"Traceback|stack traceback")
+
+STARTUP_TIMEOUT = 15.0
+SHUTDOWN_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def lua(value) -> str:
+    """Render a Python value as a Lua literal (strings, numbers, booleans, lists)."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "{ " + ", ".join(lua(v) for v in value) + " }"
+    raise TypeError(f"no Lua literal for {value!r}")
+
+
+@dataclass
+class ServerOptions:
+    """What varies between test configurations.
+
+    `invite_only` / `allow_registration`: None leaves the option out of the config
+    (so the module's default applies). `encryption` makes a server that requires
+    encryption on c2s and offers STARTTLS; otherwise plaintext with PLAIN allowed.
+    """
+
+    storage: str = "internal"
+    encryption: bool = False
+    invite_only: bool | None = None
+    allow_registration: bool | None = None
+    extra_config: dict[str, object] = field(default_factory=dict)
+
+
+# A typical server's modules. "register" is in Prosody's default config: it loads
+# IBR only with allow_registration = true (invite-only mode loads IBR itself).
+# "test_invites" is the test-only helper in tests/e2e/plugins.
+BASE_MODULES = [
+    "roster",
+    "saslauth",
+    "disco",
+    "ping",
+    "register",
+    "admin_shell",
+    "invites",
+    "invites_register",
+    "test_invites",
+]
+
+
+class Prosody:
+    """One Prosody process with its own config and data directory."""
+
+    def __init__(self, workdir: Path, plugin_paths: list[Path], certs_dir: Path,
+                 options: ServerOptions):
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.config_path = workdir / "prosody.cfg.lua"
+        self.log_path = self.data_dir / "prosody.log"
+        self.console_path = workdir / "console.out"
+        self.admin_socket = self.data_dir / "admin.sock"
+        self.pidfile = self.data_dir / "prosody.pid"
+        self.plugin_paths = plugin_paths
+        self.certs_dir = certs_dir
+        self.options = options
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self._console = None
+
+    # -- configuration -------------------------------------------------
+
+    def render_config(self) -> str:
+        o = self.options
+        modules = list(BASE_MODULES)
+        if o.encryption:
+            modules.append("tls")
+        settings: dict[str, object] = {
+            "pidfile": str(self.pidfile),
+            "data_path": str(self.data_dir),
+            "certificates": str(self.certs_dir),
+            "plugin_paths": [str(p) for p in self.plugin_paths],
+            "run_as_root": True,
+            "interfaces": ["127.0.0.1"],
+            "c2s_ports": [self.port],
+            "c2s_direct_tls_ports": [],
+            "s2s_ports": [],
+            "http_ports": [],
+            "https_ports": [],
+            "modules_disabled": ["s2s"],
+            "modules_enabled": modules,
+            "admin_socket": str(self.admin_socket),
+            "authentication": "internal_hashed",
+            "invites_register_token_attempts": 1000,
+        }
+        if o.encryption:
+            settings["c2s_require_encryption"] = True
+        else:
+            settings["c2s_require_encryption"] = False
+            settings["allow_unencrypted_plain_auth"] = True
+        if o.invite_only is not None:
+            settings["registration_invite_only"] = o.invite_only
+        if o.allow_registration is not None:
+            settings["allow_registration"] = o.allow_registration
+        settings.update(o.extra_config)
+
+        lines = [f"-- generated by tests/e2e/prosody.py for {self.workdir.name}"]
+        lines += [f"{k} = {lua(v)}" for k, v in settings.items()]
+        lines.append(f'log = {{ debug = {lua(str(self.log_path))} }}')
+        if o.storage == "sql":
+            lines.append('storage = "sql"')
+            lines.append('sql = { driver = "SQLite3", database = "prosody.sqlite" }')
+        elif o.storage != "internal":
+            raise ValueError(f"unknown storage backend {o.storage!r}")
+        lines.append("")
+        lines.append(f"VirtualHost {lua(HOST)}")
+        lines.append(f"VirtualHost {lua(OTHER_HOST)}")
+        return "\n".join(lines) + "\n"
+
+    def write_config(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(self.render_config())
+
+    # -- process -----------------------------------------------------
+
+    def start(self) -> "Prosody":
+        self.write_config()
+        self._console = open(self.console_path, "wb")
+        self.proc = subprocess.Popen(
+            [PROSODY, "--config", str(self.config_path), "-F"],
+            cwd=self.workdir, stdin=subprocess.DEVNULL,
+            stdout=self._console, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"prosody exited with {self.proc.returncode} during startup\n"
+                    + self.console_output() + self.log_text()[-4000:])
+            if self._answers_streams():
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("prosody did not answer on its port in time\n" + self.log_text()[-4000:])
+
+    def _answers_streams(self) -> bool:
+        """True once the server answers a stream with features.
+
+        The c2s port starts listening while hosts are still loading, and the kernel
+        accepts connections before the event loop runs; only a reply proves that
+        startup (every host and module) is complete.
+        """
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(f"<?xml version='1.0'?><stream:stream to='{HOST}' xmlns='jabber:client' "
+                          "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>".encode())
+                received = b""
+                while b"</stream:features>" not in received and b"<stream:features/>" not in received:
+                    data = s.recv(65536)
+                    if not data:
+                        return False
+                    received += data
+                s.sendall(b"</stream:stream>")
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM our own pid and wait; SIGKILL only that pid if it hangs."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=SHUTDOWN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=SHUTDOWN_TIMEOUT)
+        self.proc = None
+        if self._console:
+            self._console.close()
+            self._console = None
+
+    # -- prosodyctl ----------------------------------------------------
+
+    def ctl(self, *args: str, input: str | None = None, timeout: float = 30,
+            check: bool = True) -> subprocess.CompletedProcess:
+        """Run prosodyctl against this server's config (same data dir, same env)."""
+        if not self.config_path.exists():
+            self.write_config()
+        result = subprocess.run(
+            [PROSODYCTL, "--config", str(self.config_path), *args],
+            cwd=self.workdir, input=input, capture_output=True, text=True, timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"prosodyctl {' '.join(args)} exited {result.returncode}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}")
+        return result
+
+    def shell(self, command: str) -> str:
+        """Run one admin-shell command on the running server (through its admin socket);
+        return the payload of its "OK: ..." or "Result: ..." line."""
+        result = self.ctl("shell", command)
+        out = result.stdout.strip().splitlines()
+        for prefix in ("OK: ", "Result: "):
+            if out and out[-1].startswith(prefix):
+                return out[-1][len(prefix):]
+        raise AssertionError(f"admin shell {command!r} said: {result.stdout!r} {result.stderr!r}")
+
+    # -- logs ------------------------------------------------------------
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def console_output(self) -> str:
+        try:
+            return self.console_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def traceback_lines(self) -> list[str]:
+        text = self.log_text() + self.console_output()
+        return [line for line in text.splitlines() if TRACEBACK_RE.search(line)]
+
+    def log_lines(self, source: str | None = None, level: str | None = None) -> list[str]:
+        """Log lines, optionally filtered by source (e.g. "example.test:invites_register") and level."""
+        lines = []
+        for line in self.log_text().splitlines():
+            parts = line.split("\t")
+            if len(parts) < 3:
+                continue
+            src = parts[0].split(" ")[-1]
+            if source is not None and src != source:
+                continue
+            if level is not None and parts[1] != level:
+                continue
+            lines.append(line)
+        return lines
