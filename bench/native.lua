@@ -1,0 +1,63 @@
+-- Micro-benchmark of the native library from lua5.4: time per call (µs) of each export
+-- on realistic inputs, and the bare cost of crossing the Lua/Rust boundary.
+-- usage: lua5.4 bench/native.lua [build/lua5.4]   (run by `make bench-native`)
+local lib_dir = arg[1] or "build/lua5.4";
+package.path = "/usr/lib/prosody/?.lua;" .. package.path;
+package.cpath = lib_dir .. "/?.so;/usr/lib/prosody/?.so;" .. package.cpath;
+
+local st = require "util.stanza";
+local nodeprep = require "util.encodings".stringprep.nodeprep;
+local native = require "invites_register";
+local clock = os.clock;
+
+local state = native.new({
+	host = "example.com"; invite_only = true; require_encryption = true; token_attempts = 0;
+	nodeprep = function (s) return nodeprep(s); end; stanza_mt = st.stanza_mt;
+});
+
+local TOKEN = "1ZL5eQaUpJb8GSyY4ebnQ6v6";
+local iq = st.iq({ type = "set", id = "preauth-3c9a", to = "example.com" })
+	:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = TOKEN }):up();
+local presence = st.presence({ type = "subscribe", to = "juliet@example.com", from = "romeo@example.net/phone" })
+	:tag("nick", { xmlns = "http://jabber.org/protocol/nick" }):text("Romeo"):up()
+	:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = TOKEN }):up();
+local function record()
+	return {
+		type = "register"; jid = "example.com"; token = TOKEN; allow_registration = true;
+		uri = "xmpp:example.com?register;preauth=" .. TOKEN; created_at = os.time();
+		expires = os.time() + 604800; additional_data = { groups = { "family" } };
+	};
+end
+local rec = record();
+local xml = tostring(iq);
+local _, pending = state:preauth(xml, "192.0.2.1", true, true);
+local _, invite = state:preauth_finish(pending, rec, nil);
+
+local results = {};
+local function bench(name, n, f)
+	for _ = 1, math.min(n, 1000) do f(); end -- warm up
+	local t0 = clock();
+	for _ = 1, n do f(); end
+	local us = (clock() - t0) / n * 1e6;
+	results[#results + 1] = ("| %-44s | %8.2f |"):format(name, us);
+end
+
+local N = tonumber(os.getenv("BENCH_N")) or 200000;
+bench("boundary: state:stats() (empty call + table)", N, function () state:stats(); end);
+bench("boundary: native.new-free method, no args (sweep)", N, function () state:sweep(); end);
+bench("tostring(preauth iq) (Lua, for reference)", N, function () return tostring(iq); end);
+bench("preauth(xml, ip, secure, same_host)", N, function () state:preauth(xml, "192.0.2.1", true, true); end);
+bench("preauth + tostring (hook's first half)", N, function () state:preauth(tostring(iq), "192.0.2.1", true, true); end);
+bench("preauth_finish(pending, record) valid", N, function () state:preauth_finish(pending, rec, nil); end);
+bench("preauth_finish(pending, nil) invalid", N, function () state:preauth_finish(pending, nil, nil); end);
+bench("registering(invite, username)", N, function () state:registering(invite, "alice", false, nil); end);
+bench("claim + release", N, function () state:release(invite, state:claim(invite)); end);
+bench("subscribe_token(tostring(presence))", N, function () state:subscribe_token(tostring(presence)); end);
+bench("contact_valid(token, expires)", N, function () state:contact_valid(TOKEN, rec.expires); end);
+bench("roles({\"prosody:admin\"})", N, function () state:roles({ "prosody:admin" }); end);
+bench("st.error_reply (Lua, for reference)", N, function () st.error_reply(iq, "cancel", "item-not-found", "x"); end);
+
+print(("Native micro-benchmark, %s, %d calls each (os.clock CPU time)"):format(_VERSION, N));
+print("| call | µs/call |");
+print("|---|---:|");
+for _, line in ipairs(results) do print(line); end
