@@ -341,3 +341,9 @@ module:add_timer(60, function ()
 	host_state:sweep();
 	return 60;
 end);
+
+-- Sizes of the native state (claims, consumed tokens, throttled addresses), for
+-- monitoring: require "core.modulemanager".get_module(host, "invites_register").stats()
+function stats() --luacheck: ignore 111/stats
+	return host_state:stats();
+end
