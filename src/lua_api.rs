@@ -388,7 +388,7 @@ impl UserData for HostState {
             if truthy(&t.raw_get("_native")?) {
                 return Ok(None);
             }
-            Ok(string(t.get("token")?))
+            Ok(string(t.get("token")?).filter(|t| token::is_lookup_candidate(t)))
         });
 
         // registering(invite, username, already_refused, record) →
