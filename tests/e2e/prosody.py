@@ -19,6 +19,67 @@ from pathlib import Path
 PROSODY = os.environ.get("PROSODY", "/usr/bin/prosody")
 PROSODYCTL = os.environ.get("PROSODYCTL", "/usr/bin/prosodyctl")
 
+# -- which Prosody is under test ----------------------------------------------
+# Never by running `prosody --version` (that starts a real server). The launcher
+# script names its source tree (`CFG_SOURCEDIR='/usr/lib/prosody';`, rewritten
+# by tools/matrix/prosody13.sh for a prefix install), and every Prosody source
+# tree has a `prosody.version` file next to core/ and util/. The started
+# server's log line "Hello and welcome to Prosody version X" is checked against
+# it (`Prosody.logged_version`).
+_SOURCEDIR_RE = re.compile(r"""^\s*CFG_SOURCEDIR\s*=\s*['"]([^'"]+)['"]""", re.M)
+_LOGGED_VERSION_RE = re.compile(r"Hello and welcome to Prosody version (\S+)")
+
+
+def detect_version(binary: str | None = None) -> str:
+    """The version string of the Prosody that `binary` (default $PROSODY) launches."""
+    binary = binary or PROSODY
+    launcher = Path(binary).resolve()
+    candidates = []
+    try:
+        match = _SOURCEDIR_RE.search(launcher.read_text(errors="replace"))
+    except OSError as e:
+        raise RuntimeError(f"cannot read the Prosody launcher {binary}: {e}") from e
+    if match:
+        candidates.append(Path(match.group(1)) / "prosody.version")
+    # A source checkout run in place (`./prosody`) keeps prosody.version beside it.
+    candidates.append(launcher.parent / "prosody.version")
+    for candidate in candidates:
+        try:
+            version = candidate.read_text().strip()
+        except OSError:
+            continue
+        if version:
+            return version
+    raise RuntimeError(f"cannot tell the version of {binary}: none of "
+                       f"{[str(c) for c in candidates]} is readable")
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """ "0.12.3" -> (0, 12, 3); "13.0.1" -> (13, 0, 1); trailing non-digits are ignored."""
+    parts = []
+    for piece in version.split("."):
+        digits = re.match(r"\d+", piece)
+        if not digits:
+            break
+        parts.append(int(digits.group()))
+    return tuple(parts)
+
+
+_version_cache: dict[str, str] = {}
+
+
+def prosody_version() -> str:
+    """Version string of $PROSODY (cached), e.g. "0.12.3" or "13.0.1"."""
+    if PROSODY not in _version_cache:
+        _version_cache[PROSODY] = detect_version(PROSODY)
+    return _version_cache[PROSODY]
+
+
+def is_prosody_13() -> bool:
+    """True for Prosody 13.x and later: roles in `account_roles`, `mod_invites generate`
+    deprecated, `prosodyctl shell invite create_reset` available."""
+    return version_tuple(prosody_version()) >= (13,)
+
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 
 HOST = "example.test"
@@ -69,6 +130,8 @@ class ServerOptions:
     invite_only: bool | None = None
     allow_registration: bool | None = None
     extra_config: dict[str, object] = field(default_factory=dict)
+    # Appended to modules_enabled (e.g. test-only plugins such as "test_frontend").
+    extra_modules: list[str] = field(default_factory=list)
 
 
 # A typical server's modules. "register" is in Prosody's default config: it loads
@@ -89,6 +152,11 @@ BASE_MODULES = [
 
 class Prosody:
     """One Prosody process with its own config and data directory."""
+
+    # Storage "postgres": the session's pgcluster.Cluster and this server's own
+    # database, both set by the `prosody` fixture before the config is rendered.
+    postgres = None
+    sql_database: str | None = None
 
     def __init__(self, workdir: Path, plugin_paths: list[Path], certs_dir: Path,
                  options: ServerOptions):
@@ -113,6 +181,7 @@ class Prosody:
         modules = list(BASE_MODULES)
         if o.encryption:
             modules.append("tls")
+        modules += [m for m in o.extra_modules if m not in modules]
         settings: dict[str, object] = {
             "pidfile": str(self.pidfile),
             "data_path": str(self.data_dir),
@@ -148,6 +217,12 @@ class Prosody:
         if o.storage == "sql":
             lines.append('storage = "sql"')
             lines.append('sql = { driver = "SQLite3", database = "prosody.sqlite" }')
+        elif o.storage == "postgres":
+            if self.postgres is None or not self.sql_database:
+                raise ValueError("storage 'postgres' needs a cluster and a database: "
+                                 "start servers through the `prosody` fixture")
+            lines.append('storage = "sql"')
+            lines.append(self.postgres.sql_config(self.sql_database))
         elif o.storage != "internal":
             raise ValueError(f"unknown storage backend {o.storage!r}")
         lines.append("")
@@ -176,6 +251,7 @@ class Prosody:
                     f"prosody exited with {self.proc.returncode} during startup\n"
                     + self.console_output() + self.log_text()[-4000:])
             if self._answers_streams():
+                self._check_version()
                 return self
             time.sleep(0.02)
         self.stop()
@@ -202,6 +278,14 @@ class Prosody:
                 return True
         except OSError:
             return False
+
+    def _check_version(self) -> None:
+        """The started server must be the version the suite branches on."""
+        logged = self.logged_version()
+        if logged is not None and logged != prosody_version():
+            self.stop()
+            raise RuntimeError(f"{PROSODY} logged version {logged}, but its source tree "
+                               f"says {prosody_version()}")
 
     def stop(self) -> None:
         """SIGTERM our own pid and wait; SIGKILL only that pid if it hangs."""
@@ -253,6 +337,11 @@ class Prosody:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def logged_version(self) -> str | None:
+        """The version from the log line "Hello and welcome to Prosody version X"."""
+        match = _LOGGED_VERSION_RE.search(self.log_text())
+        return match.group(1) if match else None
 
     def console_output(self) -> str:
         try:

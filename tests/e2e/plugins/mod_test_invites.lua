@@ -58,3 +58,11 @@ function console_env.testinvite:group(host, groups, ttl)
 	if not mod_invites then return nil, err; end
 	return token_of(mod_invites.create_group(groups, nil, ttl));
 end
+
+-- Account invite carrying `additional_data` as given, e.g. { roles = { "prosody:admin" } }
+-- (a list-shaped roles record, which 0.12's command line cannot make).
+function console_env.testinvite:account_data(host, username, additional_data, ttl)
+	local mod_invites, err = invites_on(host);
+	if not mod_invites then return nil, err; end
+	return token_of(mod_invites.create_account(username, additional_data, ttl));
+end
