@@ -5,6 +5,15 @@ package.cpath = "/usr/lib/prosody/?.so;" .. package.cpath;
 
 local helpers = {};
 
+-- Prosody's C helpers (util/*.so) are built for the Lua that Prosody runs on (5.4 in
+-- Debian). Under another Lua (`make test-lua-versions`) util.encodings fails to load;
+-- then a pure-Lua stand-in provides it, and Prosody's own pure-Lua util.stanza and
+-- util.jid run on top of it.
+helpers.real_encodings = pcall(require, "util.encodings");
+if not helpers.real_encodings then
+	package.loaded["util.encodings"] = require "spec.encodings_standin";
+end
+
 helpers.st = require "util.stanza";
 
 -- In-memory map store with Prosody's map-store API (get/set by user and key).
@@ -87,6 +96,8 @@ function helpers.load_plugin(mod, overrides)
 	end
 	local env = setmetatable({ module = mod, prosody = { process_type = "prosody" } }, { __index = _G });
 	local chunk = assert(loadfile("lua/mod_invites_register.lua", "t", env));
+	local setfenv = rawget(_G, "setfenv"); -- Lua 5.1: loadfile takes no environment
+	if setfenv then setfenv(chunk, env); end
 	local ok, err = pcall(chunk);
 	for name in pairs(overrides or {}) do
 		package.loaded[name] = saved[name];

@@ -85,7 +85,17 @@ describe("invites_register", function ()
 				:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = "" }):up();
 			local ours = new_state():preauth(tostring(iq), "192.0.2.1", true, true);
 			local stock = st.error_reply(iq, "cancel", "item-not-found", "The provided token is invalid or expired");
-			assert.equal(tostring(stock), tostring(ours));
+			-- Same tree; attribute order in tostring() follows Lua's table iteration
+			-- order, which differs between the two tables on Lua 5.2/5.3 (hash seed).
+			local function same(a, b)
+				assert.equal(a.name, b.name);
+				assert.same(a.attr, b.attr);
+				assert.equal(#a, #b);
+				for i = 1, #a do
+					if type(a[i]) == "string" then assert.equal(a[i], b[i]); else same(a[i], b[i]); end
+				end
+			end
+			same(stock, ours);
 			assert.truthy(st.is_stanza(ours));
 		end);
 		it("should report a malformed stanza as bad-request", function ()

@@ -2,7 +2,9 @@
 
 Environment:
   PROSODY, PROSODYCTL   binaries (default /usr/bin/prosody, /usr/bin/prosodyctl)
-  E2E_STORAGE           comma list of storage backends (default "internal,sqlite")
+  E2E_STORAGE           comma list of storage backends (default "internal,sqlite";
+                        also "postgres": a private cluster for the session, one
+                        database per Prosody, see pgcluster.py)
   E2E_STOCK=1           run against Prosody's own mod_invites_register instead of
                         ours (to see which tests pin FIX behaviour); skips `make install`
 """
@@ -20,13 +22,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from prosody import HOST, OTHER_HOST, TEST_PLUGINS, Prosody, ServerOptions  # noqa: E402
+from prosody import PROSODY, free_port, prosody_version  # noqa: E402
 
 REPO_ROOT = HERE.parent.parent
 MODULE = "mod_invites_register"
 LIBRARY = "invites_register.so"
 
 # E2E_STORAGE names → the `storage` option the config gets.
-STORAGES = {"internal": "internal", "sqlite": "sql", "sql": "sql"}
+STORAGES = {"internal": "internal", "sqlite": "sql", "sql": "sql", "postgres": "postgres"}
 
 
 def use_stock() -> bool:
@@ -40,7 +43,7 @@ def pytest_generate_tests(metafunc):
                  if n.strip()]
         unknown = [n for n in names if n not in STORAGES]
         if unknown:
-            raise pytest.UsageError(f"E2E_STORAGE: unknown backend(s) {unknown}; use internal, sqlite")
+            raise pytest.UsageError(f"E2E_STORAGE: unknown backend(s) {unknown}; use internal, sqlite, postgres")
         metafunc.parametrize("storage", [STORAGES[n] for n in names], ids=names)
 
 
@@ -95,11 +98,13 @@ def certs_dir(tmp_path_factory) -> Path:
 class ProsodyFactory:
     """Starts private Prosodys for one test and stops them all afterwards."""
 
-    def __init__(self, storage: str, workdir: Path, plugin_paths: list[Path], certs_dir: Path):
+    def __init__(self, storage: str, workdir: Path, plugin_paths: list[Path], certs_dir: Path,
+                 postgres=None):
         self.storage = storage
         self.workdir = workdir
         self.plugin_paths = plugin_paths
         self.certs_dir = certs_dir
+        self.postgres = postgres  # pgcluster.Cluster when storage == "postgres"
         self.servers: list[Prosody] = []
 
     def start(self, plugin_paths: list[Path] | None = None, **options) -> Prosody:
@@ -107,12 +112,22 @@ class ProsodyFactory:
         opts = ServerOptions(storage=self.storage, **options)
         workdir = self.workdir / f"prosody{len(self.servers)}"
         server = Prosody(workdir, plugin_paths or self.plugin_paths, self.certs_dir, opts)
+        if opts.storage == "postgres":
+            # Its own empty database, before anything renders the config.
+            server.postgres = self.postgres
+            server.sql_database = self.postgres.create_database()
         self.servers.append(server)
         return server.start()
 
     def stop_all(self) -> None:
         for server in self.servers:
             server.stop()
+
+    def drop_databases(self) -> None:
+        """Drop the PostgreSQL databases of this test's servers (after stop_all)."""
+        for server in self.servers:
+            if getattr(server, "sql_database", None) and self.postgres:
+                self.postgres.drop_database(server.sql_database)
 
     def traceback_report(self) -> str:
         report = []
@@ -129,12 +144,34 @@ def plugin_paths(installed_plugins) -> list[Path]:
     return ([installed_plugins] if installed_plugins else []) + [TEST_PLUGINS]
 
 
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A private PostgreSQL cluster for the whole session (only started when a test
+    runs with storage `postgres`); stopped and removed at session end."""
+    import pgcluster
+    cluster = pgcluster.Cluster.start(free_port())
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def prosody(storage, tmp_path, plugin_paths, certs_dir):
+def prosody(storage, tmp_path, plugin_paths, certs_dir, request):
     """Factory: `prosody.start(**ServerOptions fields)` → running `Prosody`."""
-    factory = ProsodyFactory(storage, tmp_path, plugin_paths, certs_dir)
+    cluster = request.getfixturevalue("postgres_cluster") if storage == "postgres" else None
+    factory = ProsodyFactory(storage, tmp_path, plugin_paths, certs_dir, postgres=cluster)
     yield factory
     factory.stop_all()
+    factory.drop_databases()
+
+
+def pytest_report_header(config):
+    """Which Prosody the run is against (from its source tree, never `prosody --version`)."""
+    try:
+        version = prosody_version()
+    except RuntimeError as e:
+        version = f"unknown ({e})"
+    storages = os.environ.get("E2E_STORAGE", "internal,sqlite")
+    return f"prosody: {version} ({PROSODY}); storage: {storages}"
 
 
 @pytest.fixture

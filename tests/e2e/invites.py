@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from prosody import HOST, Prosody, lua
+from prosody import HOST, Prosody, is_prosody_13, lua
 
 URI_RE = re.compile(r"^xmpp:\S*\?register;preauth=(?P<token>[^;\s]+)")
 HOUR = 3600
@@ -22,7 +22,16 @@ def token_from_uri(uri: str) -> str:
 
 
 def generate(server: Prosody, *flags: str, host: str = HOST) -> str:
-    """`prosodyctl mod_invites generate HOST [flags]` (0.12); returns the printed URI."""
+    """`prosodyctl mod_invites generate HOST [flags]` (0.12); returns the printed URI.
+
+    On 13 that command only prints a deprecation notice (test_prosodyctl pins that), so
+    the same request goes to its replacement, the admin shell (see generate_13): the
+    result is the invite an admin of that version gets for the same intent. Mind the one
+    difference in the record: 0.12 stores `--role R` / `--admin` as the set {R = true},
+    13 as the list {R}.
+    """
+    if is_prosody_13():
+        return shell_uri(server, *generate_13(flags, host))
     result = server.ctl("mod_invites", "generate", host, *flags)
     lines = result.stdout.strip().splitlines()
     assert lines, f"mod_invites generate printed nothing; stderr: {result.stderr}"
@@ -41,8 +50,9 @@ def expired(server: Prosody, host: str = HOST) -> str:
 
 
 def reset(server: Prosody, username: str, host: str = HOST) -> str:
-    """Password reset invite via `prosodyctl mod_invites generate HOST --reset USER`."""
-    return token_from_uri(generate(server, "--reset", username, host=host))
+    """Password reset invite from the command line (`mod_invites generate HOST --reset USER`
+    on 0.12, `shell invite create_reset USER@HOST` on 13): see admin_reset."""
+    return admin_reset(server, username, host)
 
 
 def contact(server: Prosody, inviter: str, allow_registration: bool = False,
@@ -55,3 +65,68 @@ def contact(server: Prosody, inviter: str, allow_registration: bool = False,
 def reusable(server: Prosody, ttl: int = HOUR, host: str = HOST) -> str:
     """Group invite with an explicit ttl: mod_invites marks it reusable."""
     return server.shell(f"testinvite:group({lua(host)}, {{}}, {lua(ttl)})")
+
+
+# -- the admin's command line, per Prosody version ------------------------------
+# 0.12: `prosodyctl mod_invites generate HOST [--admin|--role R|--reset USER]`.
+# 13: `mod_invites generate` only prints a deprecation notice; the admin shell's
+# `invite create_account HOST [--role R]` / `invite create_reset USER@HOST` replace it
+# (they talk to the running server over its admin socket). 13 has no `--admin`.
+
+INVITE_URI_RE = re.compile(r"xmpp:\S*\?(?:register|roster);preauth=[^;\s]+\S*")
+
+
+def shell_uri(server: Prosody, *words: str) -> str:
+    """Run `prosodyctl shell WORDS...` and return the invite URI it printed."""
+    result = server.ctl("shell", *words)
+    uris = INVITE_URI_RE.findall(result.stdout)
+    assert uris, f"prosodyctl shell {' '.join(words)} printed no invite URI: " \
+                 f"{result.stdout!r} {result.stderr!r}"
+    return uris[-1]
+
+
+def admin_account_uri(server: Prosody, role: str | None = None, host: str = HOST) -> str:
+    """An account invite the way an admin makes one on this version (optionally granting
+    `role`); returns the printed URI."""
+    if is_prosody_13():
+        return shell_uri(server, "invite", "create_account", host,
+                         *(("--role", role) if role else ()))
+    return generate(server, *(("--role", role) if role else ()), host=host)
+
+
+def admin_account(server: Prosody, role: str | None = None, host: str = HOST) -> str:
+    """Token of `admin_account_uri`."""
+    return token_from_uri(admin_account_uri(server, role, host))
+
+
+def admin_reset(server: Prosody, username: str, host: str = HOST) -> str:
+    """Password reset invite from the command line: `mod_invites generate HOST --reset USER`
+    on 0.12, `shell invite create_reset USER@HOST` on 13; returns the token."""
+    if is_prosody_13():
+        return token_from_uri(shell_uri(server, "invite", "create_reset", f"{username}@{host}"))
+    return token_from_uri(generate(server, "--reset", username, host=host))
+
+
+def generate_13(flags: tuple[str, ...] | list[str], host: str = HOST) -> list[str]:
+    """The `prosodyctl shell` words that do on 13 what `mod_invites generate HOST FLAGS`
+    does on 0.12: `--reset USER` → `invite create_reset USER@HOST`; otherwise `invite
+    create_account HOST`, with `--role R` kept and `--admin` as `--role prosody:admin`
+    (13.0.1 rejects --admin). As on 0.12, of several --role/--admin the last one wins."""
+    flags = list(flags)
+    reset = role = None
+    groups: list[str] = []
+    while flags:
+        flag = flags.pop(0)
+        if flag == "--reset" and flags:
+            reset = flags.pop(0)
+        elif flag == "--admin":
+            role = "prosody:admin"
+        elif flag == "--role" and flags:
+            role = flags.pop(0)
+        elif flag in ("--group", "-g") and flags:
+            groups += ["--group", flags.pop(0)]
+        else:
+            raise ValueError(f"mod_invites generate flag {flag!r} has no 13 equivalent here")
+    if reset is not None:
+        return ["invite", "create_reset", f"{reset}@{host}"]
+    return ["invite", "create_account", host, *(["--role", role] if role else []), *groups]

@@ -7,7 +7,7 @@ import client
 import invites
 import storage
 from expect import assert_result
-from prosody import HOST
+from prosody import HOST, is_prosody_13
 from xmpp_raw import RawStream
 
 URI = re.compile(r"^xmpp:example\.test\?register;preauth=[A-Za-z0-9_-]+$")
@@ -32,7 +32,16 @@ def test_check_config(server):
 
 
 def test_mod_invites_generate(server):
-    """`prosodyctl mod_invites generate example.test` prints a URI whose token is accepted."""
+    """0.12: `prosodyctl mod_invites generate example.test` prints a URI whose token is
+    accepted. 13: the command is deprecated, prints only a notice pointing at
+    `prosodyctl shell help invite`, and makes no invite."""
+    if is_prosody_13():
+        result = server.ctl("mod_invites", "generate", HOST, check=False)
+        assert_no_traceback(result)
+        assert "deprecated" in result.stdout and "prosodyctl shell help invite" in result.stdout, \
+            result.stdout
+        assert "preauth=" not in result.stdout + result.stderr
+        return
     uri = invites.generate(server)
     assert URI.match(uri), uri
     assert_token_valid(server, invites.token_from_uri(uri))
@@ -54,3 +63,33 @@ def test_adduser(server):
     assert_no_traceback(result)
     assert storage.account_exists(server, "carol")
     assert client.login(server.port, "carol", "pa55word")
+
+
+def test_shell_create_account_role_flags(server):
+    """Role flags of `prosodyctl shell invite create_account HOST ...` differ per version.
+    13: `--admin` is refused ("Unknown parameter: --admin", exit 1, no invite); `--role
+    prosody:admin` makes an invite whose account becomes prosody:admin (account_roles).
+    0.12: the admin shell takes no flags and silently ignores both (only `mod_invites
+    generate --admin` makes an admin invite there): the account gets no role."""
+    refused = server.ctl("shell", "invite", "create_account", HOST, "--admin", check=False)
+    assert_no_traceback(refused)
+    if is_prosody_13():
+        assert refused.returncode != 0, refused.stdout
+        assert "Unknown parameter: --admin" in refused.stderr, refused.stderr
+        assert "preauth=" not in refused.stdout
+    else:
+        assert refused.returncode == 0, refused.stderr
+        ignored = invites.token_from_uri(refused.stdout.strip().splitlines()[-1].removeprefix("OK: "))
+        with RawStream(server.port) as s:
+            s.open()
+            assert_result(s.preauth(ignored))
+            assert_result(s.register("ignored", "secret"))
+        assert storage.primary_role(server, "ignored") is None
+    uri = invites.shell_uri(server, "invite", "create_account", HOST, "--role", "prosody:admin")
+    with RawStream(server.port) as s:
+        s.open()
+        assert_result(s.preauth(invites.token_from_uri(uri)))
+        assert_result(s.register("chief", "secret"))
+    assert storage.account_exists(server, "chief")
+    expected = "prosody:admin" if is_prosody_13() else None
+    assert storage.primary_role(server, "chief") == expected

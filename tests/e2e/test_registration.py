@@ -20,9 +20,10 @@ def test_registration_without_invite_refused(server):
 
 
 def test_registration_with_invite(server):
-    """A real client (slixmpp) presents an invite and registers; the account logs in
+    """A real client (slixmpp) presents an invite from the command line (0.12: `mod_invites
+    generate`, 13: `shell invite create_account`) and registers; the account logs in
     afterwards on a fresh connection and the token is gone from mod_invites' store."""
-    token = invites.token_from_uri(invites.generate(server))
+    token = invites.admin_account(server)
     assert storage.invite_stored(server, token)
 
     result = client.register_with_invite(server.port, token, "alice", "s3cret")

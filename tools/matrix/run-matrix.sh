@@ -1,0 +1,103 @@
+#!/bin/bash
+# tools/matrix/run-matrix.sh — `make test-matrix`: the end-to-end suite (tests/e2e)
+# for every cell of {Prosody 0.12.3 (/usr/bin), 13.x (tools/matrix/prosody13.sh)}
+# x {internal, sqlite, postgres}, except 0.12 x {internal, sqlite}, which
+# `make test` already runs (MATRIX_INCLUDE_DEFAULT=1 adds them back).
+#
+# Prints one line per cell (version, storage, pass/fail/skip counts, seconds),
+# a summary table, and last the plain line "N passed, N failed". Exit 0 only
+# when every cell ran and nothing failed. Logs: build/test-logs/matrix-*.log.
+#
+# Environment (optional):
+#   MATRIX_CELLS="13:internal 13:postgres 0.12:postgres"   run only these cells
+#   MATRIX_INCLUDE_DEFAULT=1   also the 0.12 x {internal,sqlite} cells
+#   PROSODY13_PREFIX           where prosody13.sh installs 13 (default build/prosody13)
+#   PYTEST_ARGS                extra pytest arguments (e.g. "-k reset")
+# Each postgres cell starts (and stops) its own private cluster under /tmp
+# through the suite's session fixture; Prosodys and clusters bind free
+# ports on 127.0.0.1 only.
+set -uo pipefail
+
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
+LOG_DIR=${TEST_LOG_DIR:-build/test-logs}
+PREFIX13=${PROSODY13_PREFIX:-build/prosody13}
+mkdir -p "$LOG_DIR"
+
+[ -x "$PYTHON" ] || { echo "run-matrix: $PYTHON missing (make test-matrix creates the venv)" >&2; exit 2; }
+
+# Prosody 13 into a prefix (idempotent; ~0.1 s when already there).
+if ! eval "$(bash tools/matrix/prosody13.sh "$PREFIX13")"; then
+	echo "run-matrix: tools/matrix/prosody13.sh $PREFIX13 failed" >&2
+	PROSODY13="" PROSODYCTL13=""
+fi
+
+if [ -n "${MATRIX_CELLS:-}" ]; then
+	CELLS=$MATRIX_CELLS
+else
+	CELLS="0.12:postgres 13:internal 13:sqlite 13:postgres"
+	[ "${MATRIX_INCLUDE_DEFAULT:-0}" = 1 ] && CELLS="0.12:internal 0.12:sqlite $CELLS"
+fi
+
+total_passed=0
+total_failed=0
+status=0
+SUMMARY=()
+
+count() { # log, word → number from pytest's closing line (0 when absent)
+	tail -n 5 "$1" | grep -E '(passed|failed|error|skipped|no tests ran)' | tail -n 1 \
+		| grep -oE "[0-9]+ $2" | grep -oE '^[0-9]+' | head -n 1 | awk '{print $1+0} END {if (NR==0) print 0}'
+}
+
+for cell in $CELLS; do
+	version=${cell%%:*}
+	storage=${cell#*:}
+	case "$version" in
+		0.12) prosody=/usr/bin/prosody prosodyctl=/usr/bin/prosodyctl ;;
+		13) prosody=$PROSODY13 prosodyctl=$PROSODYCTL13 ;;
+		*) echo "run-matrix: unknown version in cell $cell (use 0.12 or 13)" >&2; exit 2 ;;
+	esac
+	log="$LOG_DIR/matrix-$version-$storage.log"
+	start=$(date +%s)
+	if [ -z "$prosody" ] || [ ! -x "$prosody" ]; then
+		echo "no Prosody binary for $version" >"$log"
+		rc=3
+	else
+		# PYTEST_ARGS is split like a shell command line (quotes allowed).
+		eval "extra=(${PYTEST_ARGS:-})"
+		PROSODY=$prosody PROSODYCTL=$prosodyctl E2E_STORAGE=$storage \
+			"$PYTHON" -m pytest -q -rfE tests/e2e "${extra[@]}" >"$log" 2>&1
+		rc=$?
+	fi
+	secs=$(( $(date +%s) - start ))
+	# The version the suite detected and branched on (from the launcher's source tree).
+	detected=$(cd tests/e2e && PROSODY=$prosody "$PYTHON" -c \
+		'import prosody; print(prosody.prosody_version())' 2>/dev/null)
+	p=$(count "$log" passed)
+	f=$(( $(count "$log" failed) + $(count "$log" 'errors?') ))
+	s=$(count "$log" skipped)
+	x=$(count "$log" xfailed)
+	# A run that failed without counting a failure (crash, no tests) is one failure.
+	if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+	[ "$rc" = 0 ] || status=1
+	total_passed=$((total_passed + p))
+	total_failed=$((total_failed + f))
+	verdict=pass
+	[ "$rc" = 0 ] || verdict=FAIL
+	line=$(printf '%-5s %-8s %-9s %-8s %4d passed %3d failed %3d skipped %3d xfailed %5ds' \
+		"$version" "$storage" "${detected:-?}" "$verdict" "$p" "$f" "$s" "$x" "$secs")
+	echo "cell: $line"
+	if [ "$rc" != 0 ]; then
+		grep -E '^(FAILED|ERROR) ' "$log" | head -n 20 | sed 's/^/      /'
+		echo "      log: $log"
+	fi
+	SUMMARY+=("$line")
+done
+
+echo
+echo "=== matrix summary (Prosody x storage; logs in $LOG_DIR/matrix-*.log)"
+printf '%-5s %-8s %-9s %-8s %s\n' "cell" "storage" "version" "result" "counts / time"
+for line in "${SUMMARY[@]}"; do echo "$line"; done
+echo "$total_passed passed, $total_failed failed"
+exit $status
