@@ -63,3 +63,31 @@ lint:
 clean:
 	$(CARGO) clean
 	rm -rf build $(VENV)
+
+# Compatibility matrix (README.md, "Compatibility").
+.PHONY: test-matrix test-lua-versions
+LUA_VERSIONS ?= 5.1 5.2 5.3 5.4
+
+# e2e suite for Prosody {0.12.3, 13.x} x storage {internal, sqlite, postgres}, minus
+# 0.12 x {internal, sqlite} (`make test` runs those); per-cell summary, "N passed, N failed".
+test-matrix: build $(VENV)/.stamp
+	bash tools/matrix/run-matrix.sh
+
+# Native library built for each Lua in LUA_VERSIONS, busted specs run with that Lua.
+test-lua-versions:
+	bash tools/matrix/lua-versions.sh $(LUA_VERSIONS)
+
+# Throughput, stock vs ours, on private Prosody servers (bench/bench.py; BENCHMARKS.md).
+# `bench` ~15-25 min writes BENCHMARKS.md; `bench-quick` < 3 min writes build/bench-quick.md.
+# Extra options through BENCH_ARGS, e.g. BENCH_ARGS="--timing" or "--data-root /dev/shm".
+.PHONY: bench-quick bench-native
+BENCH_ARGS ?=
+
+bench: build
+	python3 bench/bench.py --profile full $(BENCH_ARGS)
+
+bench-quick: build
+	python3 bench/bench.py --profile quick $(BENCH_ARGS)
+
+bench-native: build
+	$(LUA) bench/native.lua $(BUILD)
