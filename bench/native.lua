@@ -29,9 +29,8 @@ local function record()
 	};
 end
 local rec = record();
-local xml = tostring(iq);
-local _, pending = state:preauth(xml, "192.0.2.1", true, true);
-local _, invite = state:preauth_finish(pending, rec, nil);
+local _, native = state:preauth_finish(iq, TOKEN, "192.0.2.1", rec, nil);
+local invite = { token = TOKEN, _native = native };
 
 local results = {};
 local function bench(name, n, f)
@@ -44,12 +43,11 @@ end
 
 local N = tonumber(os.getenv("BENCH_N")) or 200000;
 bench("boundary: state:stats() (empty call + table)", N, function () state:stats(); end);
-bench("boundary: native.new-free method, no args (sweep)", N, function () state:sweep(); end);
+bench("boundary: sweep() (method call, no work)", N, function () state:sweep(); end);
 bench("tostring(preauth iq) (Lua, for reference)", N, function () return tostring(iq); end);
-bench("preauth(xml, ip, secure, same_host)", N, function () state:preauth(xml, "192.0.2.1", true, true); end);
-bench("preauth + tostring (hook's first half)", N, function () state:preauth(tostring(iq), "192.0.2.1", true, true); end);
-bench("preauth_finish(pending, record) valid", N, function () state:preauth_finish(pending, rec, nil); end);
-bench("preauth_finish(pending, nil) invalid", N, function () state:preauth_finish(pending, nil, nil); end);
+bench("preauth(stanza, ip, secure, same_host)", N, function () state:preauth(iq, "192.0.2.1", true, true); end);
+bench("preauth_finish(stanza, token, ip, record) valid", N, function () state:preauth_finish(iq, TOKEN, "192.0.2.1", rec, nil); end);
+bench("preauth_finish(stanza, token, ip, nil) invalid", N, function () state:preauth_finish(iq, TOKEN, "192.0.2.1", nil, nil); end);
 bench("registering(invite, username)", N, function () state:registering(invite, "alice", false, nil); end);
 bench("claim + release", N, function () state:release(invite, state:claim(invite)); end);
 bench("subscribe_token(tostring(presence))", N, function () state:subscribe_token(tostring(presence)); end);

@@ -104,6 +104,22 @@ function invite_methods:use()
 	return true;
 end
 
+-- The object mod_invites' consumers expect on the session (mod_invites_groups reads
+-- additional_data), plus this module's host and the native half of the invite.
+local function new_invite(token, record, native_invite, inviter)
+	return setmetatable({
+		token = token;
+		type = record.type;
+		uri = record.uri;
+		additional_data = record.additional_data;
+		reusable = not not record.reusable;
+		username = inviter;
+		inviter = inviter;
+		host = module.host;
+		_native = native_invite;
+	}, invite_mt);
+end
+
 local function invite_of(event)
 	return event.validated_invite or (event.session and event.session.validated_invite);
 end
@@ -126,20 +142,20 @@ end);
 -- Client submits a preauth token before registering (XEP-0445 / XEP-0401).
 module:hook("stanza/iq/urn:xmpp:pars:0:preauth", function (event)
 	local origin, stanza = event.origin, event.stanza;
-	local reply, pending = host_state:preauth(tostring(stanza), origin.ip, origin.secure, origin.host == module.host);
+	local reply, token = host_state:preauth(stanza, origin.ip, origin.secure, origin.host == module.host);
 	if reply == nil then
 		origin.send(st.error_reply(stanza, "modify", "bad-request"));
 		return true;
 	end
 	if reply == false then
-		local record, err = store:get(nil, pending:token());
+		local record, err = store:get(nil, token);
 		if err then
 			module:log("warn", "Failed to read invite token: %s", tostring(err));
 		end
-		local invite;
-		reply, invite = host_state:preauth_finish(pending, record, err);
-		if invite then
-			origin.validated_invite = setmetatable(invite, invite_mt);
+		local native_invite, inviter;
+		reply, native_invite, inviter = host_state:preauth_finish(stanza, token, origin.ip, record, err);
+		if native_invite then
+			origin.validated_invite = new_invite(token, record, native_invite, inviter);
 		end
 	end
 	origin.send(reply);

@@ -16,10 +16,10 @@ local function new_state(cfg)
 	return native.new(c);
 end
 
-local function preauth_xml(token, attrs)
+local function preauth_iq(token, attrs)
 	local iq = st.iq(attrs or { type = "set", id = "p1" });
 	iq:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = token });
-	return tostring(iq);
+	return iq;
 end
 
 local function record(fields)
@@ -28,12 +28,21 @@ local function record(fields)
 	return r;
 end
 
--- Runs both halves of a preauth with `rec` as the stored record.
+-- Runs both halves of a preauth with `rec` as the stored record; on success returns the
+-- reply and an invite table shaped as the plugin makes it.
 local function preauth(state, token, rec, err, origin)
 	origin = origin or {};
-	local reply, pending = state:preauth(preauth_xml(token), origin.ip or "192.0.2.1", origin.secure ~= false, origin.same_host ~= false);
+	local iq = preauth_iq(token);
+	local ip = origin.ip or "192.0.2.1";
+	local reply = state:preauth(iq, ip, origin.secure ~= false, origin.same_host ~= false);
 	if reply then return reply; end
-	return state:preauth_finish(pending, rec, err);
+	local native_invite, inviter;
+	reply, native_invite, inviter = state:preauth_finish(iq, token, ip, rec, err);
+	if not native_invite then return reply; end
+	return reply, {
+		token = token; type = rec.type; additional_data = rec.additional_data;
+		reusable = not not rec.reusable; inviter = inviter; username = inviter; _native = native_invite;
+	}, native_invite;
 end
 
 describe("invites_register", function ()
@@ -64,26 +73,26 @@ describe("invites_register", function ()
 
 	describe("#preauth()", function ()
 		it("should ask for a lookup of a plausible token", function ()
-			local reply, pending = new_state():preauth(preauth_xml("T"), "192.0.2.1", true, true);
+			local reply, token = new_state():preauth(preauth_iq("T"), "192.0.2.1", true, true);
 			assert.is_false(reply);
-			assert.equal("T", pending:token());
+			assert.equal("T", token);
 		end);
 		it("should refuse plaintext identically for valid and invalid tokens", function ()
 			local state = new_state();
-			local a = state:preauth(preauth_xml("T"), "192.0.2.1", false, true);
-			local b = state:preauth(preauth_xml("nope"), "192.0.2.1", false, true);
+			local a = state:preauth(preauth_iq("T"), "192.0.2.1", false, true);
+			local b = state:preauth(preauth_iq("nope"), "192.0.2.1", false, true);
 			assert.equal(tostring(a), tostring(b));
 			assert.equal("modify", a.tags[1].attr.type);
 			assert.equal("policy-violation", a.tags[1].tags[1].name);
 		end);
 		it("should answer service-unavailable for another host", function ()
-			local reply = new_state():preauth(preauth_xml("T"), "192.0.2.1", true, false);
+			local reply = new_state():preauth(preauth_iq("T"), "192.0.2.1", true, false);
 			assert.equal("service-unavailable", reply.tags[1].tags[1].name);
 		end);
 		it("should build replies like st.error_reply", function ()
 			local iq = st.iq({ type = "get", id = "x1", to = "example.com" })
 				:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = "" }):up();
-			local ours = new_state():preauth(tostring(iq), "192.0.2.1", true, true);
+			local ours = new_state():preauth(iq, "192.0.2.1", true, true);
 			local stock = st.error_reply(iq, "cancel", "item-not-found", "The provided token is invalid or expired");
 			-- Same tree; attribute order in tostring() follows Lua's table iteration
 			-- order, which differs between the two tables on Lua 5.2/5.3 (hash seed).
@@ -99,21 +108,20 @@ describe("invites_register", function ()
 			assert.truthy(st.is_stanza(ours));
 		end);
 		it("should report a malformed stanza as bad-request", function ()
-			local reply, code = new_state():preauth("<iq", "192.0.2.1", true, true);
+			local not_preauth = st.iq({ type = "set", id = "b" }):tag("query", { xmlns = "jabber:iq:version" }):up();
+			local reply, code = new_state():preauth(not_preauth, "192.0.2.1", true, true);
 			assert.is_nil(reply);
 			assert.equal("bad-request", code);
 		end);
 	end);
 
 	describe("#preauth_finish()", function ()
-		it("should return a result and an invite table for a valid record", function ()
-			local reply, invite = preauth(new_state(), "T", record({ additional_data = { groups = { "g" } } }));
+		it("should return a result and the native half for a valid record", function ()
+			local reply, invite, native_invite = preauth(new_state(), "T", record({ additional_data = { groups = { "g" } } }));
 			assert.equal("result", reply.attr.type);
-			assert.equal("T", invite.token);
-			assert.equal("register", invite.type);
-			assert.equal("example.com", invite.host);
-			assert.same({ groups = { "g" } }, invite.additional_data);
-			assert.is_false(invite.reusable);
+			assert.is_userdata(native_invite);
+			assert.is_nil(invite.inviter);
+			assert.equal("register", new_state():kind(invite));
 		end);
 		it("should name the inviter of a roster invite", function ()
 			local _, invite = preauth(new_state(), "T", record({ type = "roster", jid = "juliet@example.com", allow_registration = "true" }));
@@ -136,8 +144,8 @@ describe("invites_register", function ()
 			local state = new_state({ token_attempts = 2 });
 			preauth(state, "a", nil);
 			preauth(state, "b", nil);
-			local reply, pending = state:preauth(preauth_xml("T"), "192.0.2.1", true, true);
-			assert.is_nil(pending);
+			local reply, token = state:preauth(preauth_iq("T"), "192.0.2.1", true, true);
+			assert.is_nil(token);
 			assert.equal("wait", reply.tags[1].attr.type);
 			assert.equal(1, state:stats().throttled_addresses);
 		end);

@@ -114,8 +114,24 @@ describe("mod_invites_register", function ()
 			local session = helpers.session();
 			local reply = preauth(mod, session, "T");
 			assert.equal("result", reply.attr.type);
-			assert.equal("T", session.validated_invite.token);
-			assert.is_function(session.validated_invite.use);
+			local invite = session.validated_invite;
+			assert.equal("T", invite.token);
+			assert.equal("register", invite.type);
+			assert.equal("example.com", invite.host);
+			assert.is_false(invite.reusable);
+			assert.is_nil(invite.inviter);
+			assert.is_function(invite.use);
+		end);
+		it("should name the inviter and keep additional_data of a roster invite", function ()
+			local mod = load();
+			add_invite(mod, "R", { type = "roster", jid = "juliet@example.com", allow_registration = "true",
+				additional_data = { groups = { "g" } } });
+			local session = helpers.session();
+			preauth(mod, session, "R");
+			local invite = session.validated_invite;
+			assert.equal("juliet", invite.inviter);
+			assert.equal("juliet", invite.username);
+			assert.same({ groups = { "g" } }, invite.additional_data);
 		end);
 		it("should not clear an earlier valid invite on a later failure", function ()
 			local mod = load();

@@ -1,11 +1,11 @@
 //! One host's native state and the preauth flow of stock's
 //! `stanza/iq/urn:xmpp:pars:0:preauth` handler (SPEC §4.2), split around the storage
 //! lookup that stays in Lua: [`Host::preauth_begin`] decides everything that needs no
-//! record, [`Host::preauth_finish`] judges the record.
+//! record, [`Host::preauth_finish`] judges the record. The outcome becomes the reply
+//! through [`crate::stanza::preauth_reply`].
 
 use crate::error::Error;
 use crate::invite::{Ledger, Record, ValidInvite};
-use crate::stanza::{self, Condition, Element, ErrorType, ParseError, PreauthIq};
 use crate::throttle::Throttle;
 use crate::token;
 
@@ -61,15 +61,6 @@ pub struct Config {
     pub token_attempts: u32,
 }
 
-/// The outcome of the first half of a preauth.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PreauthStep {
-    /// Answer with this, no lookup.
-    Reply(Element),
-    /// Look the token up and call [`Host::preauth_finish`].
-    Lookup(PreauthIq),
-}
-
 /// The facts about the requesting stream that the preauth checks need.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
@@ -91,16 +82,6 @@ pub struct Host {
     pub ledger: Ledger,
 }
 
-fn invalid_reply(iq: &PreauthIq) -> Element {
-    let e = Error::TokenInvalid;
-    stanza::error_reply(
-        &iq.header,
-        ErrorType::Cancel,
-        Condition::ItemNotFound,
-        e.text(),
-    )
-}
-
 impl Host {
     /// Fresh state for `config`.
     pub fn new(config: Config) -> Self {
@@ -111,73 +92,51 @@ impl Host {
         }
     }
 
-    /// Steps 1–4 of SPEC §4.2 that need no storage.
+    /// Steps 1–4 of SPEC §4.2 that need no storage: `Ok(())` means "look the token up
+    /// and call [`Host::preauth_finish`]", `Err` is the refusal to send
+    /// ([`stanza::preauth_reply`] turns either into the reply).
     pub fn preauth_begin(
         &mut self,
-        xml: &str,
+        token: Option<&str>,
         origin: Origin<'_>,
         now_ms: u64,
-    ) -> Result<PreauthStep, ParseError> {
-        let iq = stanza::parse_preauth_iq(xml)?;
-        let h = &iq.header;
+    ) -> Result<(), Error> {
         if !origin.same_host {
-            let e = Error::WrongHost;
-            return Ok(PreauthStep::Reply(stanza::error_reply(
-                h,
-                ErrorType::Cancel,
-                Condition::ServiceUnavailable,
-                e.text(),
-            )));
+            return Err(Error::WrongHost);
         }
         if self.config.require_encryption && !origin.secure {
-            let e = Error::EncryptionRequired;
-            return Ok(PreauthStep::Reply(stanza::error_reply(
-                h,
-                ErrorType::Modify,
-                Condition::PolicyViolation,
-                e.text(),
-            )));
+            return Err(Error::EncryptionRequired);
         }
         let addr = origin.ip.unwrap_or("");
         if self.throttle.is_throttled(addr, now_ms) {
-            let e = Error::Throttled;
-            return Ok(PreauthStep::Reply(stanza::error_reply(
-                h,
-                ErrorType::Wait,
-                Condition::PolicyViolation,
-                e.text(),
-            )));
+            return Err(Error::Throttled);
         }
-        if !iq.token.as_deref().is_some_and(token::is_lookup_candidate) {
+        if !token.is_some_and(token::is_lookup_candidate) {
             self.throttle.record_failure(addr, now_ms);
-            return Ok(PreauthStep::Reply(invalid_reply(&iq)));
+            return Err(Error::TokenInvalid);
         }
-        Ok(PreauthStep::Lookup(iq))
+        Ok(())
     }
 
-    /// Step 4–5 of SPEC §4.2: judges the looked-up record. `record` is `Err(())` when the
-    /// storage read failed, which never counts as valid.
+    /// Steps 4–5 of SPEC §4.2: judges the looked-up record. `record` is `Err(())` when the
+    /// storage read failed, which never counts as valid. A failure counts for the throttle.
     pub fn preauth_finish(
         &mut self,
-        iq: &PreauthIq,
+        token: &str,
         record: Result<Option<&Record>, ()>,
         ip: Option<&str>,
         now_ms: u64,
         now_s: i64,
-    ) -> (Element, Option<ValidInvite>) {
-        let token = iq.token.as_deref().unwrap_or("");
+    ) -> Result<ValidInvite, Error> {
         let valid = match record {
             Ok(Some(r)) => r.validate(token, Some(now_s)).ok(),
             _ => None,
         }
         .filter(|v| !self.ledger.is_used(token, v.reusable, now_ms, now_s));
-        match valid {
-            Some(v) => (stanza::reply(&iq.header), Some(v)),
-            None => {
-                self.throttle.record_failure(ip.unwrap_or(""), now_ms);
-                (invalid_reply(iq), None)
-            }
-        }
+        valid.ok_or_else(|| {
+            self.throttle.record_failure(ip.unwrap_or(""), now_ms);
+            Error::TokenInvalid
+        })
     }
 
     /// Number of addresses the throttle tracks.
@@ -205,10 +164,6 @@ mod tests {
         same_host: true,
     };
 
-    fn iq(token: &str) -> String {
-        format!("<iq type='set' id='p1'><preauth xmlns='urn:xmpp:pars:0' token='{token}'/></iq>")
-    }
-
     fn record() -> Record {
         Record {
             kind: Some("register".into()),
@@ -218,19 +173,14 @@ mod tests {
         }
     }
 
-    fn condition(e: &Element) -> String {
-        e.to_xml()
-    }
-
     #[test]
     fn test_simple() {
         let mut h = host(10);
-        let PreauthStep::Lookup(req) = h.preauth_begin(&iq("T"), SECURE, 0).unwrap() else {
-            panic!("expected lookup")
-        };
-        let (reply, v) = h.preauth_finish(&req, Ok(Some(&record())), SECURE.ip, 0, 10);
-        assert_eq!(reply.to_xml(), "<iq id='p1' type='result'/>");
-        assert_eq!(v.unwrap().token, "T");
+        assert_eq!(h.preauth_begin(Some("T"), SECURE, 0), Ok(()));
+        let v = h
+            .preauth_finish("T", Ok(Some(&record())), SECURE.ip, 0, 10)
+            .unwrap();
+        assert_eq!(v.token, "T");
     }
 
     #[test]
@@ -240,12 +190,15 @@ mod tests {
             secure: false,
             ..SECURE
         };
-        let a = h.preauth_begin(&iq("valid"), plain, 0).unwrap();
-        let b = h.preauth_begin(&iq("bogus"), plain, 0).unwrap();
-        assert_eq!(a, b);
-        let PreauthStep::Reply(r) = a else { panic!() };
-        assert!(condition(&r).contains("policy-violation"));
-        assert!(condition(&r).contains("type='modify'"));
+        assert_eq!(
+            h.preauth_begin(Some("valid"), plain, 0),
+            Err(Error::EncryptionRequired)
+        );
+        assert_eq!(
+            h.preauth_begin(Some("bogus"), plain, 0),
+            Err(Error::EncryptionRequired)
+        );
+        assert_eq!(h.throttled_addresses(), 0, "not counted");
     }
 
     #[test]
@@ -256,58 +209,62 @@ mod tests {
             secure: false,
             ..SECURE
         };
-        let PreauthStep::Reply(r) = h.preauth_begin(&iq("T"), other, 0).unwrap() else {
-            panic!()
-        };
-        assert!(condition(&r).contains("service-unavailable"));
+        assert_eq!(h.preauth_begin(Some("T"), other, 0), Err(Error::WrongHost));
     }
 
     #[test]
     fn test_invalid_tokens_count_and_throttle() {
         let mut h = host(2);
-        for t in ["", &"x".repeat(2000)] {
-            let PreauthStep::Reply(r) = h.preauth_begin(&iq(t), SECURE, 0).unwrap() else {
-                panic!()
-            };
-            assert!(condition(&r).contains("item-not-found"));
+        let long = "x".repeat(2000);
+        for t in [Some(""), Some(long.as_str())] {
+            assert_eq!(h.preauth_begin(t, SECURE, 0), Err(Error::TokenInvalid));
         }
-        let PreauthStep::Reply(r) = h.preauth_begin(&iq("valid"), SECURE, 1).unwrap() else {
-            panic!()
-        };
-        assert!(condition(&r).contains("type='wait'"), "{}", condition(&r));
+        assert_eq!(
+            h.preauth_begin(Some("valid"), SECURE, 1),
+            Err(Error::Throttled)
+        );
         assert_eq!(h.throttled_addresses(), 1);
         let other = Origin {
             ip: Some("192.0.2.2"),
             ..SECURE
         };
-        assert!(matches!(
-            h.preauth_begin(&iq("valid"), other, 1).unwrap(),
-            PreauthStep::Lookup(_)
-        ));
+        assert_eq!(h.preauth_begin(Some("valid"), other, 1), Ok(()));
+        assert_eq!(h.preauth_begin(None, other, 1), Err(Error::TokenInvalid));
+    }
+
+    #[test]
+    fn test_successes_do_not_count() {
+        let mut h = host(1);
+        for _ in 0..5 {
+            assert_eq!(h.preauth_begin(Some("T"), SECURE, 0), Ok(()));
+            assert!(h
+                .preauth_finish("T", Ok(Some(&record())), SECURE.ip, 0, 10)
+                .is_ok());
+        }
+        assert_eq!(h.throttled_addresses(), 0);
     }
 
     #[test]
     fn test_storage_error_is_invalid() {
         let mut h = host(10);
-        let PreauthStep::Lookup(req) = h.preauth_begin(&iq("T"), SECURE, 0).unwrap() else {
-            panic!()
-        };
-        let (r, v) = h.preauth_finish(&req, Err(()), SECURE.ip, 0, 10);
-        assert!(v.is_none());
-        assert!(condition(&r).contains("item-not-found"));
-        let (_, v) = h.preauth_finish(&req, Ok(None), SECURE.ip, 0, 10);
-        assert!(v.is_none());
+        assert_eq!(
+            h.preauth_finish("T", Err(()), SECURE.ip, 0, 10),
+            Err(Error::TokenInvalid)
+        );
+        assert_eq!(
+            h.preauth_finish("T", Ok(None), SECURE.ip, 0, 10),
+            Err(Error::TokenInvalid)
+        );
     }
 
     #[test]
     fn test_consumed_token_is_invalid() {
         let mut h = host(10);
         h.ledger.mark_consumed("T", 1000, 10);
-        let PreauthStep::Lookup(req) = h.preauth_begin(&iq("T"), SECURE, 0).unwrap() else {
-            panic!()
-        };
-        let (_, v) = h.preauth_finish(&req, Ok(Some(&record())), SECURE.ip, 0, 10);
-        assert!(v.is_none());
+        assert_eq!(
+            h.preauth_finish("T", Ok(Some(&record())), SECURE.ip, 0, 10),
+            Err(Error::TokenInvalid)
+        );
     }
 
     #[test]

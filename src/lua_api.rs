@@ -6,20 +6,23 @@
 //! Storage stays on the Lua side: Prosody storage drivers may yield inside a coroutine,
 //! which cannot cross Rust frames, so the shim reads records and hands them in here.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mlua::{
-    AnyUserData, Function, Lua, MultiValue, Result as LuaResult, Table, UserData, UserDataMethods,
+    Function, Lua, LuaString, MultiValue, Result as LuaResult, Table, UserData, UserDataMethods,
     Value,
 };
 use parking_lot::Mutex;
 
 use crate::error::Error;
-use crate::host::{self, Config, Host, Origin, PreauthStep, RawOption};
+use crate::host::{self, Config, Host, Origin, RawOption};
 use crate::invite::{self, Flag, Kind, Record, ValidInvite};
+use crate::ns;
 use crate::policy::{self, Decision, Presented, Roles, Scalar};
-use crate::stanza::{self, Element, Node, PreauthIq};
+use crate::stanza::{self, Element, Header, Node};
 use crate::token;
 
 /// Claims for front-end invites without a known expiry are remembered this long, s.
@@ -47,19 +50,71 @@ pub struct HostState {
     nodeprep: Function,
     stanza_mt: Table,
     epoch: Instant,
+    /// Lua strings made once: creating a Lua string from Rust is a protected call
+    /// (~700 instructions), the hot paths' main cost before (callgrind).
+    strings: HashMap<&'static str, LuaString, BuildHasherDefault<Fnv>>,
 }
 
-/// A preauth waiting for its storage lookup.
-pub struct Pending {
-    iq: PreauthIq,
-    ip: Option<String>,
-}
+/// FNV-1a: the interned keys are short, SipHash was a tenth of the hook's instructions.
+#[derive(Default)]
+struct Fnv(u64);
 
-impl UserData for Pending {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("token", |_, this, ()| Ok(this.iq.token.clone()));
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
     }
 }
+
+/// Every key and constant value the glue hands to Lua on a hot path.
+const INTERNED: &[&str] = &[
+    "name",
+    "attr",
+    "tags",
+    "id",
+    "type",
+    "from",
+    "to",
+    "token",
+    "xmlns",
+    "preauth",
+    "iq",
+    "result",
+    "error",
+    "text",
+    "jid",
+    "allow_registration",
+    "expires",
+    "reusable",
+    "additional_data",
+    "allow_reset",
+    "uri",
+    "username",
+    "inviter",
+    "host",
+    "_native",
+    "cancel",
+    "modify",
+    "wait",
+    "item-not-found",
+    "policy-violation",
+    "service-unavailable",
+    "bad-request",
+    "not-acceptable",
+    ns::PARS,
+    ns::STANZAS,
+];
 
 /// The native half of a `session.validated_invite` made by this module.
 pub struct NativeInvite {
@@ -85,7 +140,7 @@ fn truthy(v: &Value) -> bool {
 
 /// `native.new{ host=, invite_only=, require_encryption=, token_attempts=, nodeprep=,
 /// stanza_mt= }` → state, warning-or-nil.
-fn new_host(_: &Lua, cfg: Table) -> LuaResult<(HostState, Option<String>)> {
+fn new_host(lua: &Lua, cfg: Table) -> LuaResult<(HostState, Option<String>)> {
     let (attempts, warning) = host::token_attempts(&raw_option(cfg.get("token_attempts")?));
     let config = Config {
         host: cfg.get("host")?,
@@ -99,8 +154,31 @@ fn new_host(_: &Lua, cfg: Table) -> LuaResult<(HostState, Option<String>)> {
         nodeprep: cfg.get("nodeprep")?,
         stanza_mt: cfg.get("stanza_mt")?,
         epoch: Instant::now(),
+        strings: interned(lua)?,
     };
     Ok((state, warning))
+}
+
+fn interned(lua: &Lua) -> LuaResult<HashMap<&'static str, LuaString, BuildHasherDefault<Fnv>>> {
+    let mut strings = HashMap::with_capacity_and_hasher(INTERNED.len() + 8, Default::default());
+    for s in INTERNED
+        .iter()
+        .copied()
+        .chain(stanza_texts().iter().copied())
+    {
+        strings.insert(s, lua.create_string(s)?);
+    }
+    Ok(strings)
+}
+
+/// The error texts replies carry.
+fn stanza_texts() -> [&'static str; 4] {
+    [
+        Error::TokenInvalid.text(),
+        Error::EncryptionRequired.text(),
+        Error::Throttled.text(),
+        Error::WrongHost.text(),
+    ]
 }
 
 fn num(v: &Value) -> Option<f64> {
@@ -116,27 +194,6 @@ fn string(v: Value) -> Option<String> {
         Value::String(s) => s.to_str().ok().map(|s| s.to_owned()),
         _ => None,
     }
-}
-
-/// Decodes a mod_invites host record; never fails on odd shapes (they just don't validate).
-fn decode_record(t: &Table) -> LuaResult<Record> {
-    let allow: Value = t.raw_get("allow_registration")?;
-    let allow_reset = match t.raw_get::<Value>("additional_data")? {
-        Value::Table(ad) => string(ad.raw_get("allow_reset")?),
-        _ => None,
-    };
-    Ok(Record {
-        kind: string(t.raw_get("type")?),
-        jid: string(t.raw_get("jid")?),
-        allow_registration: match allow {
-            Value::Nil => Flag::Absent,
-            Value::Boolean(false) => Flag::False,
-            _ => Flag::Truthy,
-        },
-        expires: num(&t.raw_get("expires")?),
-        reusable: truthy(&t.raw_get("reusable")?),
-        allow_reset,
-    })
 }
 
 fn to_scalar(v: &Value) -> Scalar {
@@ -157,16 +214,109 @@ impl HostState {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    /// A Lua string for `s`: interned when known, else made now.
+    fn s(&self, lua: &Lua, s: &str) -> LuaResult<LuaString> {
+        match self.strings.get(s) {
+            Some(v) => Ok(v.clone()),
+            None => lua.create_string(s),
+        }
+    }
+
+    /// Field `key` of `t` (raw), by an interned key.
+    fn field(&self, lua: &Lua, t: &Table, key: &'static str) -> LuaResult<Value> {
+        t.raw_get(self.s(lua, key)?)
+    }
+
+    /// Decodes a mod_invites host record; never fails on odd shapes (they just don't
+    /// validate).
+    fn decode_record(&self, lua: &Lua, t: &Table) -> LuaResult<Record> {
+        let allow_reset = match self.field(lua, t, "additional_data")? {
+            Value::Table(ad) => string(self.field(lua, &ad, "allow_reset")?),
+            _ => None,
+        };
+        Ok(Record {
+            kind: string(self.field(lua, t, "type")?),
+            jid: string(self.field(lua, t, "jid")?),
+            allow_registration: match self.field(lua, t, "allow_registration")? {
+                Value::Nil => Flag::Absent,
+                Value::Boolean(false) => Flag::False,
+                _ => Flag::Truthy,
+            },
+            expires: num(&self.field(lua, t, "expires")?),
+            reusable: truthy(&self.field(lua, t, "reusable")?),
+            allow_reset,
+        })
+    }
+
+    /// The `attr` table of a Prosody stanza and the token of its first child, which must
+    /// be `{urn:xmpp:pars:0}preauth`. Reads Prosody's already parsed stanza: serialising
+    /// it to parse again with quick-xml cost 4 µs of the hook's 9 (bench/native.lua).
+    fn preauth_request(&self, lua: &Lua, stanza: &Table) -> LuaResult<Option<(Table, Value)>> {
+        let (Value::Table(attr), Value::Table(tags)) = (
+            self.field(lua, stanza, "attr")?,
+            self.field(lua, stanza, "tags")?,
+        ) else {
+            return Ok(None);
+        };
+        let Value::Table(child) = tags.raw_get(1)? else {
+            return Ok(None);
+        };
+        let Value::Table(child_attr) = self.field(lua, &child, "attr")? else {
+            return Ok(None);
+        };
+        let is =
+            |v: Value, want: &str| matches!(v, Value::String(s) if s.as_bytes() == want.as_bytes());
+        if !is(self.field(lua, &child, "name")?, "preauth")
+            || !is(self.field(lua, &child_attr, "xmlns")?, ns::PARS)
+        {
+            return Ok(None);
+        }
+        let token = self.field(lua, &child_attr, "token")?;
+        Ok(Some((attr, token)))
+    }
+
+    /// The reply to a preauth, like `st.reply` / `st.error_reply`: the request's `id`,
+    /// `from` and `to` are copied Lua to Lua; the error child comes from
+    /// [`stanza::preauth_reply`].
+    fn preauth_reply<T>(
+        &self,
+        lua: &Lua,
+        req_attr: &Table,
+        outcome: &Result<T, Error>,
+    ) -> LuaResult<Table> {
+        let attr = lua.create_table_with_capacity(0, 4)?;
+        attr.raw_set(self.s(lua, "to")?, self.field(lua, req_attr, "from")?)?;
+        attr.raw_set(self.s(lua, "from")?, self.field(lua, req_attr, "to")?)?;
+        attr.raw_set(self.s(lua, "id")?, self.field(lua, req_attr, "id")?)?;
+        let kind = if outcome.is_ok() { "result" } else { "error" };
+        attr.raw_set(self.s(lua, "type")?, self.s(lua, kind)?)?;
+        let t = lua.create_table_with_capacity(1, 3)?;
+        let tags = lua.create_table_with_capacity(1, 0)?;
+        t.raw_set(self.s(lua, "name")?, self.s(lua, "iq")?)?;
+        t.raw_set(self.s(lua, "attr")?, attr)?;
+        if outcome.is_err() {
+            let element = stanza::preauth_reply(&Header::default(), outcome);
+            if let Some(Node::Element(error)) = element.children.first() {
+                let child = self.to_stanza(lua, error)?;
+                tags.raw_set(1, &child)?;
+                t.raw_set(1, child)?;
+            }
+        }
+        t.raw_set(self.s(lua, "tags")?, tags)?;
+        t.set_metatable(Some(self.stanza_mt.clone()))?;
+        Ok(t)
+    }
+
     /// Builds a `util.stanza` object from an [`Element`].
     fn to_stanza(&self, lua: &Lua, e: &Element) -> LuaResult<Table> {
         let attr = lua.create_table_with_capacity(0, e.attrs.len())?;
         for (k, v) in &e.attrs {
-            attr.raw_set(k.as_str(), v.as_str())?;
+            attr.raw_set(self.s(lua, k)?, self.s(lua, v)?)?;
         }
         let tags = lua.create_table()?;
         let t = lua.create_table_with_capacity(e.children.len(), 3)?;
-        t.raw_set("name", e.name.as_str())?;
-        t.raw_set("attr", attr)?;
+        t.raw_set(self.s(lua, "name")?, self.s(lua, &e.name)?)?;
+        t.raw_set(self.s(lua, "attr")?, attr)?;
         for (i, child) in e.children.iter().enumerate() {
             match child {
                 Node::Element(c) => {
@@ -174,10 +324,10 @@ impl HostState {
                     tags.raw_set(tags.raw_len() + 1, &c)?;
                     t.raw_set(i + 1, c)?;
                 }
-                Node::Text(s) => t.raw_set(i + 1, s.as_str())?,
+                Node::Text(s) => t.raw_set(i + 1, self.s(lua, s)?)?,
             }
         }
-        t.raw_set("tags", tags)?;
+        t.raw_set(self.s(lua, "tags")?, tags)?;
         t.set_metatable(Some(self.stanza_mt.clone()))?;
         Ok(t)
     }
@@ -188,41 +338,14 @@ impl HostState {
 
     /// The session table mod_invites' consumers expect (`token`, `username`, `inviter`,
     /// `type`, `uri`, `additional_data`, `reusable`) plus our `host` and native half.
-    fn invite_table(
-        &self,
-        lua: &Lua,
-        host: &str,
-        v: ValidInvite,
-        record: &Table,
-    ) -> LuaResult<Table> {
-        let t = lua.create_table_with_capacity(0, 10)?;
-        t.raw_set("token", v.token.as_str())?;
-        t.raw_set("type", record.raw_get::<Value>("type")?)?;
-        t.raw_set("uri", record.raw_get::<Value>("uri")?)?;
-        t.raw_set(
-            "additional_data",
-            record.raw_get::<Value>("additional_data")?,
-        )?;
-        t.raw_set("reusable", v.reusable)?;
-        if let Some(inviter) = &v.inviter {
-            t.raw_set("username", inviter.as_str())?;
-            t.raw_set("inviter", inviter.as_str())?;
-        }
-        t.raw_set("host", host)?;
-        t.raw_set(
-            "_native",
-            NativeInvite {
-                host: host.to_owned(),
-                valid: v,
-            },
-        )?;
-        Ok(t)
-    }
-
     /// The token, reusability and expiry of any invite object (ours or a front-end's).
     fn invite_facts(&self, invite: &Table) -> LuaResult<Option<(String, bool, i64)>> {
         if let Value::UserData(ud) = invite.raw_get::<Value>("_native")? {
             if let Ok(n) = ud.borrow::<NativeInvite>() {
+                if n.host != self.name {
+                    // Validated on another host: no invite here.
+                    return Ok(None);
+                }
                 return Ok(Some((
                     n.valid.token.clone(),
                     n.valid.reusable,
@@ -256,6 +379,7 @@ impl HostState {
     /// `Some(Err)` for a front-end invite whose record is gone or invalid.
     fn presented_invite(
         &self,
+        lua: &Lua,
         invite: &Value,
         record: &Value,
     ) -> LuaResult<Option<Result<Normalised, Error>>> {
@@ -281,7 +405,7 @@ impl HostState {
         }
         let token = string(inv.get("token")?).unwrap_or_default();
         let valid = match record {
-            Value::Table(r) => decode_record(r)?.validate(&token, None).ok(),
+            Value::Table(r) => self.decode_record(lua, r)?.validate(&token, None).ok(),
             _ => None,
         };
         Ok(Some(match valid {
@@ -320,63 +444,91 @@ impl UserData for HostState {
             Ok(t)
         });
 
-        // preauth(xml, ip, secure, same_host) → reply | false, pending | nil, "bad-request"
+        // preauth(stanza, ip, secure, same_host) → reply | false, token | nil, "bad-request"
         methods.add_method(
             "preauth",
-            |lua, this, (xml, ip, secure, same_host): (mlua::LuaString, Option<String>, Value, bool)| {
-                let xml = xml.to_str()?;
+            |lua,
+             this,
+             (stanza, ip, secure, same_host): (Table, Option<LuaString>, Value, bool)| {
+                let mut out = MultiValue::new();
+                let Some((attr, token)) = this.preauth_request(lua, &stanza)? else {
+                    out.push_back(Value::Nil);
+                    out.push_back(Value::String(this.s(lua, "bad-request")?));
+                    return Ok(out);
+                };
+                let ip = ip.as_ref().map(|s| s.to_str()).transpose()?;
                 let origin = Origin {
                     ip: ip.as_deref(),
                     secure: truthy(&secure),
                     same_host,
                 };
+                let token_str = match &token {
+                    Value::String(s) => Some(s.to_str()?),
+                    _ => None,
+                };
                 let now = this.now_ms();
-                let step = this.host.lock().preauth_begin(&xml, origin, now);
-                let mut out = MultiValue::new();
-                match step {
-                    Ok(PreauthStep::Reply(e)) => {
-                        out.push_back(Value::Table(this.to_stanza(lua, &e)?));
-                    }
-                    Ok(PreauthStep::Lookup(iq)) => {
+                let outcome = this
+                    .host
+                    .lock()
+                    .preauth_begin(token_str.as_deref(), origin, now);
+                match outcome {
+                    Ok(()) => {
                         out.push_back(Value::Boolean(false));
-                        out.push_back(Value::UserData(lua.create_userdata(Pending { iq, ip })?));
+                        out.push_back(token);
                     }
                     Err(_) => {
-                        out.push_back(Value::Nil);
-                        out.push_back(Value::String(lua.create_string(Error::BadRequest.code())?));
+                        out.push_back(Value::Table(this.preauth_reply(lua, &attr, &outcome)?));
                     }
                 }
                 Ok(out)
             },
         );
 
-        // preauth_finish(pending, record, err) → reply, invite-or-nil
+        // preauth_finish(stanza, token, ip, record, err) → reply, native-or-nil, inviter-or-nil
+        // The plugin makes `session.validated_invite` from the record and the native half.
         methods.add_method(
             "preauth_finish",
-            |lua, this, (pending, record, err): (AnyUserData, Value, Value)| {
-                let p = pending.borrow::<Pending>()?;
+            |lua,
+             this,
+             (stanza, token, ip, record, err): (
+                Table,
+                LuaString,
+                Option<LuaString>,
+                Value,
+                Value,
+            )| {
+                let Value::Table(attr) = this.field(lua, &stanza, "attr")? else {
+                    return Err(mlua::Error::runtime("preauth_finish: not a stanza"));
+                };
+                let token = token.to_str()?;
+                let ip = ip.as_ref().map(|s| s.to_str()).transpose()?;
                 let decoded = match (&record, &err) {
                     (_, e) if truthy(e) => Err(()),
-                    (Value::Table(t), _) => Ok(Some(decode_record(t)?)),
+                    (Value::Table(t), _) => Ok(Some(this.decode_record(lua, t)?)),
                     _ => Ok(None),
                 };
-                let (reply, valid) = {
-                    let mut host = this.host.lock();
-                    host.preauth_finish(
-                        &p.iq,
-                        decoded.as_ref().map(|r| r.as_ref()).map_err(|_| ()),
-                        p.ip.as_deref(),
-                        this.now_ms(),
-                        now_s(),
-                    )
-                };
-                let invite = match (valid, &record) {
-                    (Some(v), Value::Table(rec)) => {
-                        Value::Table(this.invite_table(lua, &this.name, v, rec)?)
-                    }
-                    _ => Value::Nil,
-                };
-                Ok((this.to_stanza(lua, &reply)?, invite))
+                let outcome = this.host.lock().preauth_finish(
+                    &token,
+                    decoded.as_ref().map(|r| r.as_ref()).map_err(|_| ()),
+                    ip.as_deref(),
+                    this.now_ms(),
+                    now_s(),
+                );
+                let reply = this.preauth_reply(lua, &attr, &outcome)?;
+                let mut out = MultiValue::new();
+                out.push_back(Value::Table(reply));
+                if let Ok(v) = outcome {
+                    let inviter = match &v.inviter {
+                        Some(i) => Value::String(lua.create_string(i)?),
+                        None => Value::Nil,
+                    };
+                    out.push_back(Value::UserData(lua.create_userdata(NativeInvite {
+                        host: this.name.clone(),
+                        valid: v,
+                    })?));
+                    out.push_back(inviter);
+                }
+                Ok(out)
             },
         );
 
@@ -401,7 +553,7 @@ impl UserData for HostState {
                     Some(u) => this.nodeprep(&u)?,
                     None => None,
                 };
-                let facts = this.presented_invite(&invite, &record)?;
+                let facts = this.presented_invite(lua, &invite, &record)?;
                 let presented = facts.as_ref().map(|f| match f {
                     Ok(n) => Ok(Presented {
                         used: n.used,

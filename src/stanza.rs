@@ -8,6 +8,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
+use crate::error::Error;
 use crate::ns;
 
 /// RFC 6120 §8.3.2 error types.
@@ -43,6 +44,8 @@ pub enum Condition {
     PolicyViolation,
     /// Wrong host for this stream.
     ServiceUnavailable,
+    /// A registration refused (as mod_register_ibr replies).
+    NotAcceptable,
 }
 
 impl Condition {
@@ -53,6 +56,7 @@ impl Condition {
             Condition::ItemNotFound => "item-not-found",
             Condition::PolicyViolation => "policy-violation",
             Condition::ServiceUnavailable => "service-unavailable",
+            Condition::NotAcceptable => "not-acceptable",
         }
     }
 }
@@ -332,6 +336,34 @@ pub fn error_reply(orig: &Header, kind: ErrorType, condition: Condition, text: &
     error.children.push(Node::Element(text_el));
     r.children.push(Node::Element(error));
     r
+}
+
+/// The error type and condition a refusal is reported with (SPEC §4.2).
+pub fn error_condition(e: Error) -> (ErrorType, Condition) {
+    match e {
+        Error::TokenInvalid => (ErrorType::Cancel, Condition::ItemNotFound),
+        Error::EncryptionRequired => (ErrorType::Modify, Condition::PolicyViolation),
+        Error::Throttled => (ErrorType::Wait, Condition::PolicyViolation),
+        Error::WrongHost => (ErrorType::Cancel, Condition::ServiceUnavailable),
+        Error::BadRequest => (ErrorType::Modify, Condition::BadRequest),
+        Error::NoInvite
+        | Error::TokenUsed
+        | Error::WrongUsername
+        | Error::WrongResetUsername
+        | Error::Unavailable => (ErrorType::Modify, Condition::NotAcceptable),
+    }
+}
+
+/// The reply to a preauth request: `result` when the token is valid, else the error
+/// for the refusal.
+pub fn preauth_reply<T>(orig: &Header, outcome: &Result<T, Error>) -> Element {
+    match outcome {
+        Ok(_) => reply(orig),
+        Err(e) => {
+            let (kind, condition) = error_condition(*e);
+            error_reply(orig, kind, condition, e.text())
+        }
+    }
 }
 
 /// The stream features, in the order clients expect: XEP-0401's legacy one first.

@@ -2,7 +2,7 @@
 //! given, replies are always well-formed XML, record validation survives any field
 //! combination, and the throttle and ledger stay bounded.
 
-use invites_register::host::{Config, Host, Origin, PreauthStep};
+use invites_register::host::{Config, Host, Origin};
 use invites_register::invite::{Flag, Ledger, Record};
 use invites_register::stanza::{self, Condition, Element, ErrorType, Header, Node};
 use invites_register::throttle::{Throttle, MAX_ADDRESSES};
@@ -189,12 +189,14 @@ fn test_preauth_flow_with_hostile_tokens() {
             "<iq type='set' id='h'><preauth xmlns='urn:xmpp:pars:0' token='{}'/></iq>",
             escape(token)
         );
-        match h.preauth_begin(&xml, origin, 0).expect("parses") {
-            PreauthStep::Reply(e) => {
-                assert!(token.is_empty() || token.len() > 1024, "{token:?}");
-                assert!(well_formed(&e.to_xml()).is_ok());
-            }
-            PreauthStep::Lookup(iq) => assert_eq!(iq.token.as_deref(), Some(token)),
+        let iq = stanza::parse_preauth_iq(&xml).expect("parses");
+        assert_eq!(iq.token.as_deref(), Some(token));
+        let outcome = h.preauth_begin(iq.token.as_deref(), origin, 0);
+        let reply = stanza::preauth_reply(&iq.header, &outcome);
+        assert!(well_formed(&reply.to_xml()).is_ok());
+        match outcome {
+            Err(_) => assert!(token.is_empty() || token.len() > 1024, "{token:?}"),
+            Ok(()) => assert!(!token.is_empty() && token.len() <= 1024),
         }
     }
 }
