@@ -89,6 +89,17 @@ OTHER_HOST = "other.test"
 # "Traceback[c2s]: ..." comes from a handler error, "stack traceback:" from a module-load error.
 TRACEBACK_RE = re.compile(r"Traceback|stack traceback")
 
+# Prosody 0.12.3's own shutdown race: when a client's close crosses our SIGTERM, after
+# "Exiting with status code: 0" net/server_epoll.lua may raise "attempt to index a nil
+# value (field 'conn')" with a stack traceback. Only that, after exit, and with nothing
+# from our module in it, is not counted as a traceback.
+SHUTDOWN_RACE_RE = re.compile(r"server_epoll\.lua:\d+: attempt to index a nil value \(field 'conn'\)")
+
+
+def is_known_shutdown_race(after_exit: str) -> bool:
+    return bool(SHUTDOWN_RACE_RE.search(after_exit)) and "invites_register" not in after_exit
+
+
 STARTUP_TIMEOUT = 15.0
 SHUTDOWN_TIMEOUT = 10.0
 
@@ -350,8 +361,14 @@ class Prosody:
             return ""
 
     def traceback_lines(self) -> list[str]:
-        text = self.log_text() + self.console_output()
-        return [line for line in text.splitlines() if TRACEBACK_RE.search(line)]
+        lines = []
+        for text in (self.log_text(), self.console_output()):
+            head, _, tail = text.partition("Exiting with status code")
+            lines += [line for line in head.splitlines() if TRACEBACK_RE.search(line)]
+            after = [line for line in tail.splitlines() if TRACEBACK_RE.search(line)]
+            if after and not is_known_shutdown_race(tail):
+                lines += after
+        return lines
 
     def log_lines(self, source: str | None = None, level: str | None = None) -> list[str]:
         """Log lines, optionally filtered by source (e.g. "example.test:invites_register") and level."""
