@@ -174,12 +174,16 @@ class RawStream:
     ...     reply = s.iq("<iq type='set' id='p1'><preauth xmlns='urn:xmpp:pars:0' token='T'/></iq>")
     """
 
-    def __init__(self, port: int, to: str = "example.test", timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, port: int, to: str = "example.test", timeout: float = DEFAULT_TIMEOUT,
+                 source: str | None = None):
         self.port = port
         self.to = to
         self.timeout = timeout
+        # `source`: connect from another loopback address (e.g. "127.0.0.2"), which the
+        # server sees as another client IP (session.ip).
         self.sock: socket.socket | ssl.SSLSocket = socket.create_connection(
-            ("127.0.0.1", port), timeout=timeout)
+            ("127.0.0.1", port), timeout=timeout,
+            source_address=(source, 0) if source else None)
         self.reader = _StreamReader()
         self.features: Stanza | None = None
         self.pending: list[Stanza] = []
