@@ -50,7 +50,8 @@ bench("preauth_finish(stanza, token, ip, record) valid", N, function () state:pr
 bench("preauth_finish(stanza, token, ip, nil) invalid", N, function () state:preauth_finish(iq, TOKEN, "192.0.2.1", nil, nil); end);
 bench("registering(invite, username)", N, function () state:registering(invite, "alice", false, nil); end);
 bench("claim + release", N, function () state:release(invite, state:claim(invite)); end);
-bench("subscribe_token(tostring(presence))", N, function () state:subscribe_token(tostring(presence)); end);
+bench("subscribe_token(presence)", N, function () state:subscribe_token(presence); end);
+bench("subscribe_token(tostring(presence)) (quick-xml)", N, function () state:subscribe_token(tostring(presence)); end);
 bench("contact_valid(token, expires)", N, function () state:contact_valid(TOKEN, rec.expires); end);
 bench("roles({\"prosody:admin\"})", N, function () state:roles({ "prosody:admin" }); end);
 bench("st.error_reply (Lua, for reference)", N, function () st.error_reply(iq, "cancel", "item-not-found", "x"); end);

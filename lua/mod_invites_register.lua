@@ -319,7 +319,7 @@ module:hook("presence/bare", function (event)
 	if not username or host ~= module.host or not contact then
 		return;
 	end
-	local token = host_state:subscribe_token(tostring(stanza));
+	local token = host_state:subscribe_token(stanza);
 	if not token then
 		return;
 	end
@@ -352,7 +352,7 @@ module:hook("presence/bare", function (event)
 	end
 end, 1);
 
--- Forget expired claims and consumed tokens.
+-- Forget expired claims, consumed tokens and throttle windows.
 module:add_timer(60, function ()
 	host_state:sweep();
 	return 60;

@@ -233,8 +233,17 @@ describe("invites_register", function ()
 		it("should find the token of a XEP-0379 subscription", function ()
 			local p = st.presence({ type = "subscribe", to = "juliet@example.com" })
 				:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = "C1" }):up();
-			assert.equal("C1", new_state():subscribe_token(tostring(p)));
-			assert.is_nil(new_state():subscribe_token(tostring(st.presence({ type = "subscribe" }))));
+			assert.equal("C1", new_state():subscribe_token(p));
+			assert.equal("C1", new_state():subscribe_token(tostring(p)), "serialised stanzas are parsed with quick-xml");
+			assert.is_nil(new_state():subscribe_token(st.presence({ type = "subscribe" })));
+			assert.is_nil(new_state():subscribe_token(st.presence({ type = "subscribed" })
+				:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = "C1" }):up()));
+		end);
+		it("should read a token that Prosody would serialise with a bad xml: prefix", function ()
+			local p = st.presence({ type = "subscribe", to = "juliet@example.com",
+				["http://www.w3.org/XML/1998/namespace\1foo"] = "1" })
+				:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = "C2" }):up();
+			assert.equal("C2", new_state():subscribe_token(p));
 		end);
 	end);
 

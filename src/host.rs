@@ -139,6 +139,12 @@ impl Host {
         })
     }
 
+    /// Drops expired claims, consumed entries and throttle windows.
+    pub fn sweep(&mut self, now_ms: u64, now_s: i64) {
+        self.ledger.sweep(now_ms, now_s);
+        self.throttle.sweep(now_ms);
+    }
+
     /// Number of addresses the throttle tracks.
     pub fn throttled_addresses(&self) -> usize {
         self.throttle.len()

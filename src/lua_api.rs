@@ -275,6 +275,39 @@ impl HostState {
         Ok(Some((attr, token)))
     }
 
+    /// The `token` of the first `{urn:xmpp:pars:0}preauth` child of a
+    /// `<presence type='subscribe'>` (XEP-0379 §3), or nil.
+    fn subscribe_token(&self, lua: &Lua, stanza: &Table) -> LuaResult<Value> {
+        let is =
+            |v: Value, want: &str| matches!(v, Value::String(s) if s.as_bytes() == want.as_bytes());
+        let Value::Table(attr) = self.field(lua, stanza, "attr")? else {
+            return Ok(Value::Nil);
+        };
+        if !is(self.field(lua, &attr, "type")?, "subscribe") {
+            return Ok(Value::Nil);
+        }
+        let Value::Table(tags) = self.field(lua, stanza, "tags")? else {
+            return Ok(Value::Nil);
+        };
+        for child in tags.sequence_values::<Value>() {
+            let Value::Table(child) = child? else {
+                continue;
+            };
+            let Value::Table(child_attr) = self.field(lua, &child, "attr")? else {
+                continue;
+            };
+            if is(self.field(lua, &child, "name")?, "preauth")
+                && is(self.field(lua, &child_attr, "xmlns")?, ns::PARS)
+            {
+                return match self.field(lua, &child_attr, "token")? {
+                    Value::String(token) => Ok(Value::String(token)),
+                    _ => Ok(Value::Nil),
+                };
+            }
+        }
+        Ok(Value::Nil)
+    }
+
     /// The reply to a preauth, like `st.reply` / `st.error_reply`: the request's `id`,
     /// `from` and `to` are copied Lua to Lua; the error child comes from
     /// [`stanza::preauth_reply`].
@@ -632,9 +665,18 @@ impl UserData for HostState {
             Ok(this.host.lock().ledger.release(&token, &handle))
         });
 
-        // subscribe_token(xml) → token of a XEP-0379 subscription request, or nil
-        methods.add_method("subscribe_token", |_, _, xml: mlua::LuaString| {
-            Ok(stanza::parse_subscribe_token(&xml.to_str()?).ok())
+        // subscribe_token(stanza) → token of a XEP-0379 subscription request, or nil.
+        // Reads Prosody's parsed stanza (its first {urn:xmpp:pars:0}preauth child); a
+        // serialised stanza (string) is parsed with quick-xml. Prosody serialises `xml:*`
+        // attributes with a prefix bound to the XML namespace, which namespace-aware parsers
+        // must reject, so the plugin passes the parsed stanza.
+        methods.add_method("subscribe_token", |lua, this, stanza: Value| match stanza {
+            Value::Table(t) => this.subscribe_token(lua, &t),
+            Value::String(xml) => match stanza::parse_subscribe_token(&xml.to_str()?) {
+                Ok(token) => Ok(Value::String(lua.create_string(token)?)),
+                Err(_) => Ok(Value::Nil),
+            },
+            _ => Ok(Value::Nil),
         });
 
         // contact_valid(token, expires) → whether a contact-invite entry is usable
@@ -689,10 +731,10 @@ impl UserData for HostState {
             Ok(out)
         });
 
-        // sweep() → drops expired claims and consumed entries (called from a timer)
+        // sweep() → drops expired claims, consumed entries and throttle windows (timer)
         methods.add_method("sweep", |_, this, ()| {
             let now = this.now_ms();
-            this.host.lock().ledger.sweep(now, now_s());
+            this.host.lock().sweep(now, now_s());
             Ok(())
         });
 

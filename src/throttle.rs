@@ -83,6 +83,14 @@ impl Throttle {
         }
     }
 
+    /// Forgets addresses whose failures have all left the window.
+    pub fn sweep(&mut self, now_ms: u64) {
+        self.failures.retain(|_, t| {
+            expire(t, now_ms);
+            !t.is_empty()
+        });
+    }
+
     /// Number of addresses tracked.
     pub fn len(&self) -> usize {
         self.failures.len()
@@ -153,6 +161,17 @@ mod tests {
         // The newest addresses survive, the oldest were evicted.
         assert!(t.failures.contains_key("10.1.134.159"));
         assert!(!t.failures.contains_key("10.0.0.0"));
+    }
+
+    #[test]
+    fn test_sweep_forgets_quiet_addresses() {
+        let mut t = Throttle::new(5);
+        t.record_failure("a", 0);
+        t.record_failure("b", 30_000);
+        t.sweep(WINDOW_MS + 1);
+        assert_eq!(t.len(), 1);
+        t.sweep(WINDOW_MS + 30_000);
+        assert!(t.is_empty());
     }
 
     #[test]
