@@ -12,7 +12,7 @@ BUILD := build/lua$(LUA_VERSION)
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: all build install run test test-rust test-spec test-e2e lint bench clean deps
+.PHONY: all build install run test test-rust test-spec test-e2e test-hostile test-slow lint bench clean deps
 
 all: build
 
@@ -50,6 +50,14 @@ test-%: build
 
 test-e2e: build $(VENV)/.stamp
 	$(PYTHON) -m pytest -q tests/e2e
+
+# The full generated hostile corpus (E2E_HOSTILE_SEED, E2E_HOSTILE_COUNT), well under 5 min.
+test-hostile: build $(VENV)/.stamp
+	$(PYTHON) -m pytest -q -m hostile tests/e2e
+
+# Long resource runs (10,000 registrations + 10,000 failed preauths, sliding window): ~7 min.
+test-slow: build $(VENV)/.stamp
+	$(PYTHON) -m pytest -q -m slow tests/e2e
 
 run: deps build
 	sh tools/run.sh
