@@ -181,6 +181,11 @@ fn stanza_texts() -> [&'static str; 4] {
     ]
 }
 
+/// True when `v` is the Lua string `want`.
+fn is_str(v: &Value, want: &str) -> bool {
+    matches!(v, Value::String(s) if s.as_bytes() == want.as_bytes())
+}
+
 fn num(v: &Value) -> Option<f64> {
     match v {
         Value::Integer(i) => Some(*i as f64),
@@ -248,6 +253,23 @@ impl HostState {
         })
     }
 
+    /// The `token` attribute (any Lua value) of `child` when it is a
+    /// `{urn:xmpp:pars:0}preauth` element of a Prosody stanza, else `None`.
+    fn preauth_token(&self, lua: &Lua, child: &Value) -> LuaResult<Option<Value>> {
+        let Value::Table(child) = child else {
+            return Ok(None);
+        };
+        let Value::Table(attr) = self.field(lua, child, "attr")? else {
+            return Ok(None);
+        };
+        if !is_str(&self.field(lua, child, "name")?, "preauth")
+            || !is_str(&self.field(lua, &attr, "xmlns")?, ns::PARS)
+        {
+            return Ok(None);
+        }
+        Ok(Some(self.field(lua, &attr, "token")?))
+    }
+
     /// The `attr` table of a Prosody stanza and the token of its first child, which must
     /// be `{urn:xmpp:pars:0}preauth`. Reads Prosody's already parsed stanza: serialising
     /// it to parse again with quick-xml cost 4 µs of the hook's 9 (bench/native.lua).
@@ -258,51 +280,29 @@ impl HostState {
         ) else {
             return Ok(None);
         };
-        let Value::Table(child) = tags.raw_get(1)? else {
-            return Ok(None);
-        };
-        let Value::Table(child_attr) = self.field(lua, &child, "attr")? else {
-            return Ok(None);
-        };
-        let is =
-            |v: Value, want: &str| matches!(v, Value::String(s) if s.as_bytes() == want.as_bytes());
-        if !is(self.field(lua, &child, "name")?, "preauth")
-            || !is(self.field(lua, &child_attr, "xmlns")?, ns::PARS)
-        {
-            return Ok(None);
-        }
-        let token = self.field(lua, &child_attr, "token")?;
-        Ok(Some((attr, token)))
+        Ok(self
+            .preauth_token(lua, &tags.raw_get(1)?)?
+            .map(|token| (attr, token)))
     }
 
     /// The `token` of the first `{urn:xmpp:pars:0}preauth` child of a
     /// `<presence type='subscribe'>` (XEP-0379 §3), or nil.
     fn subscribe_token(&self, lua: &Lua, stanza: &Table) -> LuaResult<Value> {
-        let is =
-            |v: Value, want: &str| matches!(v, Value::String(s) if s.as_bytes() == want.as_bytes());
-        let Value::Table(attr) = self.field(lua, stanza, "attr")? else {
+        let (Value::Table(attr), Value::Table(tags)) = (
+            self.field(lua, stanza, "attr")?,
+            self.field(lua, stanza, "tags")?,
+        ) else {
             return Ok(Value::Nil);
         };
-        if !is(self.field(lua, &attr, "type")?, "subscribe") {
+        if !is_str(&self.field(lua, &attr, "type")?, "subscribe") {
             return Ok(Value::Nil);
         }
-        let Value::Table(tags) = self.field(lua, stanza, "tags")? else {
-            return Ok(Value::Nil);
-        };
         for child in tags.sequence_values::<Value>() {
-            let Value::Table(child) = child? else {
-                continue;
-            };
-            let Value::Table(child_attr) = self.field(lua, &child, "attr")? else {
-                continue;
-            };
-            if is(self.field(lua, &child, "name")?, "preauth")
-                && is(self.field(lua, &child_attr, "xmlns")?, ns::PARS)
-            {
-                return match self.field(lua, &child_attr, "token")? {
-                    Value::String(token) => Ok(Value::String(token)),
-                    _ => Ok(Value::Nil),
-                };
+            if let Some(token) = self.preauth_token(lua, &child?)? {
+                return Ok(match token {
+                    Value::String(_) => token,
+                    _ => Value::Nil,
+                });
             }
         }
         Ok(Value::Nil)
