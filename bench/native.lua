@@ -29,8 +29,7 @@ local function record()
 	};
 end
 local rec = record();
-local _, native = state:preauth_finish(iq, TOKEN, "192.0.2.1", rec, nil);
-local invite = { token = TOKEN, _native = native };
+local invite = { token = TOKEN, host = "example.com", _record = rec };
 
 local results = {};
 local function bench(name, n, f)

@@ -105,8 +105,9 @@ function invite_methods:use()
 end
 
 -- The object mod_invites' consumers expect on the session (mod_invites_groups reads
--- additional_data), plus this module's host and the native half of the invite.
-local function new_invite(token, record, native_invite, inviter)
+-- additional_data), plus the host that validated it and the record read then, which
+-- the library judges again at registration.
+local function new_invite(token, record, inviter)
 	return setmetatable({
 		token = token;
 		type = record.type;
@@ -116,7 +117,7 @@ local function new_invite(token, record, native_invite, inviter)
 		username = inviter;
 		inviter = inviter;
 		host = module.host;
-		_native = native_invite;
+		_record = record;
 	}, invite_mt);
 end
 
@@ -152,10 +153,10 @@ module:hook("stanza/iq/urn:xmpp:pars:0:preauth", function (event)
 		if err then
 			module:log("warn", "Failed to read invite token: %s", tostring(err));
 		end
-		local native_invite, inviter;
-		reply, native_invite, inviter = host_state:preauth_finish(stanza, token, origin.ip, record, err);
-		if native_invite then
-			origin.validated_invite = new_invite(token, record, native_invite, inviter);
+		local valid, inviter;
+		reply, valid, inviter = host_state:preauth_finish(stanza, token, origin.ip, record, err);
+		if valid then
+			origin.validated_invite = new_invite(token, record, inviter);
 		end
 	end
 	origin.send(reply);

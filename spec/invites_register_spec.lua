@@ -3,6 +3,9 @@ local helpers = require "spec.helpers";
 local st = helpers.st;
 local native = require "invites_register";
 
+local hosts = setmetatable({}, { __mode = "k" });
+local function state_host(state) return hosts[state] or "example.com"; end
+
 local function new_state(cfg)
 	local c = {
 		host = "example.com";
@@ -13,7 +16,9 @@ local function new_state(cfg)
 		stanza_mt = st.stanza_mt;
 	};
 	for k, v in pairs(cfg or {}) do c[k] = v; end
-	return native.new(c);
+	local state, warning = native.new(c);
+	hosts[state] = c.host;
+	return state, warning;
 end
 
 local function preauth_iq(token, attrs)
@@ -36,13 +41,13 @@ local function preauth(state, token, rec, err, origin)
 	local ip = origin.ip or "192.0.2.1";
 	local reply = state:preauth(iq, ip, origin.secure ~= false, origin.same_host ~= false);
 	if reply then return reply; end
-	local native_invite, inviter;
-	reply, native_invite, inviter = state:preauth_finish(iq, token, ip, rec, err);
-	if not native_invite then return reply; end
+	local valid, inviter;
+	reply, valid, inviter = state:preauth_finish(iq, token, ip, rec, err);
+	if not valid then return reply; end
 	return reply, {
-		token = token; type = rec.type; additional_data = rec.additional_data;
-		reusable = not not rec.reusable; inviter = inviter; username = inviter; _native = native_invite;
-	}, native_invite;
+		token = token; type = rec.type; additional_data = rec.additional_data; host = state_host(state);
+		reusable = not not rec.reusable; inviter = inviter; username = inviter; _record = rec;
+	}, valid;
 end
 
 describe("invites_register", function ()
@@ -116,12 +121,14 @@ describe("invites_register", function ()
 	end);
 
 	describe("#preauth_finish()", function ()
-		it("should return a result and the native half for a valid record", function ()
-			local reply, invite, native_invite = preauth(new_state(), "T", record({ additional_data = { groups = { "g" } } }));
+		it("should return a result and validity for a valid record", function ()
+			local state = new_state();
+			local reply, invite, valid = preauth(state, "T", record({ additional_data = { groups = { "g" } } }));
 			assert.equal("result", reply.attr.type);
-			assert.is_userdata(native_invite);
+			assert.is_true(valid);
 			assert.is_nil(invite.inviter);
-			assert.equal("register", new_state():kind(invite));
+			assert.equal("register", state:kind(invite));
+			assert.is_nil(new_state({ host = "other.example" }):kind(invite));
 		end);
 		it("should name the inviter of a roster invite", function ()
 			local _, invite = preauth(new_state(), "T", record({ type = "roster", jid = "juliet@example.com", allow_registration = "true" }));

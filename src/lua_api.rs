@@ -116,13 +116,16 @@ const INTERNED: &[&str] = &[
     ns::STANZAS,
 ];
 
-/// The native half of a `session.validated_invite` made by this module.
-pub struct NativeInvite {
-    host: String,
-    valid: ValidInvite,
+/// Where an invite object presented at registration comes from.
+enum Source {
+    /// This module's preauth on this host: the record read then, validated again
+    /// without expiry (XEP-0445 never re-checks it).
+    Ours(ValidInvite),
+    /// This module's preauth on another host: counts as no invite here.
+    OtherHost,
+    /// A front-end's object (mod_invites' own): judged by its re-read record.
+    FrontEnd,
 }
-
-impl UserData for NativeInvite {}
 
 fn raw_option(v: Value) -> RawOption {
     match v {
@@ -371,26 +374,37 @@ impl HostState {
 
     /// The session table mod_invites' consumers expect (`token`, `username`, `inviter`,
     /// `type`, `uri`, `additional_data`, `reusable`) plus our `host` and native half.
+    /// Tells this module's invites (they carry the `_record` read at preauth and the
+    /// `host` that validated it) from a front-end's.
+    fn source(&self, lua: &Lua, invite: &Table) -> LuaResult<Source> {
+        let Value::Table(record) = self.field(lua, invite, "_record")? else {
+            return Ok(Source::FrontEnd);
+        };
+        if !is_str(&self.field(lua, invite, "host")?, &self.name) {
+            return Ok(Source::OtherHost);
+        }
+        let token = string(self.field(lua, invite, "token")?).unwrap_or_default();
+        Ok(
+            match self.decode_record(lua, &record)?.validate(&token, None) {
+                Ok(v) => Source::Ours(v),
+                Err(_) => Source::OtherHost,
+            },
+        )
+    }
+
     /// The token, reusability and expiry of any invite object (ours or a front-end's).
-    fn invite_facts(&self, invite: &Table) -> LuaResult<Option<(String, bool, i64)>> {
-        if let Value::UserData(ud) = invite.raw_get::<Value>("_native")? {
-            if let Ok(n) = ud.borrow::<NativeInvite>() {
-                if n.host != self.name {
-                    // Validated on another host: no invite here.
+    fn invite_facts(&self, lua: &Lua, invite: &Table) -> LuaResult<Option<(String, bool, i64)>> {
+        match self.source(lua, invite)? {
+            Source::Ours(v) => Ok(Some((v.token, v.reusable, v.expires))),
+            Source::OtherHost => Ok(None),
+            Source::FrontEnd => {
+                let Some(token) = string(invite.get("token")?) else {
                     return Ok(None);
-                }
-                return Ok(Some((
-                    n.valid.token.clone(),
-                    n.valid.reusable,
-                    n.valid.expires,
-                )));
+                };
+                let reusable = truthy(&invite.get("reusable")?);
+                Ok(Some((token, reusable, now_s() + FOREIGN_EXPIRY_S)))
             }
         }
-        let Some(token) = string(invite.get("token")?) else {
-            return Ok(None);
-        };
-        let reusable = truthy(&invite.get("reusable")?);
-        Ok(Some((token, reusable, now_s() + FOREIGN_EXPIRY_S)))
     }
 
     /// Normalises an invite's binding and reset user for [`policy::decide`].
@@ -421,20 +435,17 @@ impl HostState {
         };
         let now_ms = self.now_ms();
         let now = now_s();
-        if let Value::UserData(ud) = inv.raw_get::<Value>("_native")? {
-            let Ok(n) = ud.borrow::<NativeInvite>() else {
-                return Ok(None);
-            };
-            if n.host != self.name {
-                return Ok(None);
+        match self.source(lua, inv)? {
+            Source::Ours(v) => {
+                let used = self
+                    .host
+                    .lock()
+                    .ledger
+                    .is_used(&v.token, v.reusable, now_ms, now);
+                return Ok(Some(Ok(self.normalised(&v, used)?)));
             }
-            let v = &n.valid;
-            let used = self
-                .host
-                .lock()
-                .ledger
-                .is_used(&v.token, v.reusable, now_ms, now);
-            return Ok(Some(Ok(self.normalised(v, used)?)));
+            Source::OtherHost => return Ok(None),
+            Source::FrontEnd => {}
         }
         let token = string(inv.get("token")?).unwrap_or_default();
         let valid = match record {
@@ -517,8 +528,8 @@ impl UserData for HostState {
             },
         );
 
-        // preauth_finish(stanza, token, ip, record, err) → reply, native-or-nil, inviter-or-nil
-        // The plugin makes `session.validated_invite` from the record and the native half.
+        // preauth_finish(stanza, token, ip, record, err) → reply[, true, inviter-or-nil]
+        // On success the plugin makes `session.validated_invite`, keeping the record.
         methods.add_method(
             "preauth_finish",
             |lua,
@@ -551,26 +562,22 @@ impl UserData for HostState {
                 let mut out = MultiValue::new();
                 out.push_back(Value::Table(reply));
                 if let Ok(v) = outcome {
-                    let inviter = match &v.inviter {
+                    out.push_back(Value::Boolean(true));
+                    out.push_back(match &v.inviter {
                         Some(i) => Value::String(lua.create_string(i)?),
                         None => Value::Nil,
-                    };
-                    out.push_back(Value::UserData(lua.create_userdata(NativeInvite {
-                        host: this.name.clone(),
-                        valid: v,
-                    })?));
-                    out.push_back(inviter);
+                    });
                 }
                 Ok(out)
             },
         );
 
         // lookup_token(invite) → token of a front-end invite whose record must be re-read
-        methods.add_method("lookup_token", |_, _, invite: Value| {
+        methods.add_method("lookup_token", |lua, this, invite: Value| {
             let Value::Table(t) = invite else {
                 return Ok(None);
             };
-            if truthy(&t.raw_get("_native")?) {
+            if !matches!(this.source(lua, &t)?, Source::FrontEnd) {
                 return Ok(None);
             }
             Ok(string(t.get("token")?).filter(|t| token::is_lookup_candidate(t)))
@@ -617,7 +624,7 @@ impl UserData for HostState {
         // claim(invite) → handle | nil (nothing to claim) | nil, "token-used"
         methods.add_method("claim", |lua, this, invite: Table| {
             let mut out = MultiValue::new();
-            let Some((token, reusable, expires)) = this.invite_facts(&invite)? else {
+            let Some((token, reusable, expires)) = this.invite_facts(lua, &invite)? else {
                 return Ok(out);
             };
             if reusable {
@@ -643,8 +650,8 @@ impl UserData for HostState {
         // settle(invite, handle) → true when this registration should act on the invite
         methods.add_method(
             "settle",
-            |_, this, (invite, handle): (Table, Option<String>)| {
-                let Some((token, reusable, _)) = this.invite_facts(&invite)? else {
+            |lua, this, (invite, handle): (Table, Option<String>)| {
+                let Some((token, reusable, _)) = this.invite_facts(lua, &invite)? else {
                     return Ok(false);
                 };
                 if reusable {
@@ -658,8 +665,8 @@ impl UserData for HostState {
         );
 
         // release(invite, handle) → true when a claim was given back
-        methods.add_method("release", |_, this, (invite, handle): (Table, String)| {
-            let Some((token, _, _)) = this.invite_facts(&invite)? else {
+        methods.add_method("release", |lua, this, (invite, handle): (Table, String)| {
+            let Some((token, _, _)) = this.invite_facts(lua, &invite)? else {
                 return Ok(false);
             };
             Ok(this.host.lock().ledger.release(&token, &handle))
@@ -750,16 +757,14 @@ impl UserData for HostState {
         });
 
         // kind(invite) → "register" | "roster" for this module's invites (tests, logs)
-        methods.add_method("kind", |_, _, invite: Table| {
-            if let Value::UserData(ud) = invite.raw_get::<Value>("_native")? {
-                if let Ok(n) = ud.borrow::<NativeInvite>() {
-                    return Ok(Some(match n.valid.kind {
-                        Kind::Register => "register",
-                        Kind::Roster => "roster",
-                    }));
-                }
-            }
-            Ok(None)
+        methods.add_method("kind", |lua, this, invite: Table| {
+            Ok(match this.source(lua, &invite)? {
+                Source::Ours(v) => Some(match v.kind {
+                    Kind::Register => "register",
+                    Kind::Roster => "roster",
+                }),
+                _ => None,
+            })
         });
     }
 }
