@@ -103,7 +103,7 @@ const INTERNED: &[&str] = &[
     "username",
     "inviter",
     "host",
-    "_native",
+    "_record",
     "cancel",
     "modify",
     "wait",
@@ -230,9 +230,17 @@ impl HostState {
         }
     }
 
+    /// The interned Lua string `key` (in [`INTERNED`]); borrowed, so pushing it costs no
+    /// reference churn.
+    fn k(&self, key: &'static str) -> LuaResult<&LuaString> {
+        self.strings
+            .get(key)
+            .ok_or_else(|| mlua::Error::runtime(format!("not interned: {key}")))
+    }
+
     /// Field `key` of `t` (raw), by an interned key.
-    fn field(&self, lua: &Lua, t: &Table, key: &'static str) -> LuaResult<Value> {
-        t.raw_get(self.s(lua, key)?)
+    fn field(&self, _lua: &Lua, t: &Table, key: &'static str) -> LuaResult<Value> {
+        t.raw_get(self.k(key)?)
     }
 
     /// Decodes a mod_invites host record; never fails on odd shapes (they just don't
@@ -321,15 +329,15 @@ impl HostState {
         outcome: &Result<T, Error>,
     ) -> LuaResult<Table> {
         let attr = lua.create_table_with_capacity(0, 4)?;
-        attr.raw_set(self.s(lua, "to")?, self.field(lua, req_attr, "from")?)?;
-        attr.raw_set(self.s(lua, "from")?, self.field(lua, req_attr, "to")?)?;
-        attr.raw_set(self.s(lua, "id")?, self.field(lua, req_attr, "id")?)?;
+        attr.raw_set(self.k("to")?, self.field(lua, req_attr, "from")?)?;
+        attr.raw_set(self.k("from")?, self.field(lua, req_attr, "to")?)?;
+        attr.raw_set(self.k("id")?, self.field(lua, req_attr, "id")?)?;
         let kind = if outcome.is_ok() { "result" } else { "error" };
-        attr.raw_set(self.s(lua, "type")?, self.s(lua, kind)?)?;
+        attr.raw_set(self.k("type")?, self.k(kind)?)?;
         let t = lua.create_table_with_capacity(1, 3)?;
         let tags = lua.create_table_with_capacity(1, 0)?;
-        t.raw_set(self.s(lua, "name")?, self.s(lua, "iq")?)?;
-        t.raw_set(self.s(lua, "attr")?, attr)?;
+        t.raw_set(self.k("name")?, self.k("iq")?)?;
+        t.raw_set(self.k("attr")?, attr)?;
         if outcome.is_err() {
             let element = stanza::preauth_reply(&Header::default(), outcome);
             if let Some(Node::Element(error)) = element.children.first() {
@@ -338,7 +346,7 @@ impl HostState {
                 t.raw_set(1, child)?;
             }
         }
-        t.raw_set(self.s(lua, "tags")?, tags)?;
+        t.raw_set(self.k("tags")?, tags)?;
         t.set_metatable(Some(self.stanza_mt.clone()))?;
         Ok(t)
     }
@@ -351,8 +359,8 @@ impl HostState {
         }
         let tags = lua.create_table()?;
         let t = lua.create_table_with_capacity(e.children.len(), 3)?;
-        t.raw_set(self.s(lua, "name")?, self.s(lua, &e.name)?)?;
-        t.raw_set(self.s(lua, "attr")?, attr)?;
+        t.raw_set(self.k("name")?, self.s(lua, &e.name)?)?;
+        t.raw_set(self.k("attr")?, attr)?;
         for (i, child) in e.children.iter().enumerate() {
             match child {
                 Node::Element(c) => {
@@ -363,7 +371,7 @@ impl HostState {
                 Node::Text(s) => t.raw_set(i + 1, self.s(lua, s)?)?,
             }
         }
-        t.raw_set(self.s(lua, "tags")?, tags)?;
+        t.raw_set(self.k("tags")?, tags)?;
         t.set_metatable(Some(self.stanza_mt.clone()))?;
         Ok(t)
     }
@@ -497,7 +505,7 @@ impl UserData for HostState {
                 let mut out = MultiValue::new();
                 let Some((attr, token)) = this.preauth_request(lua, &stanza)? else {
                     out.push_back(Value::Nil);
-                    out.push_back(Value::String(this.s(lua, "bad-request")?));
+                    out.push_back(Value::String(this.k("bad-request")?.clone()));
                     return Ok(out);
                 };
                 let ip = ip.as_ref().map(|s| s.to_str()).transpose()?;
@@ -766,5 +774,42 @@ impl UserData for HostState {
                 _ => None,
             })
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::INTERNED;
+
+    /// `k()` raises for a key missing from [`INTERNED`]; every literal key this file
+    /// passes to `k()` or `field()` must be there.
+    #[test]
+    fn test_every_key_is_interned() {
+        let all = include_str!("lua_api.rs");
+        let src = &all[..all.rfind("#[cfg(test)]").unwrap_or(all.len())];
+        let mut keys = Vec::new();
+        for marker in ["k(\"", "field(lua, "] {
+            for (at, _) in src.match_indices(marker) {
+                let call = &src[at + marker.len()..];
+                let call = &call[..call.find(')').unwrap_or(call.len())];
+                let open = if marker == "k(\"" {
+                    0
+                } else {
+                    match call.find('"') {
+                        Some(q) => q + 1,
+                        None => continue,
+                    }
+                };
+                let lit = &call[open..];
+                keys.push(lit[..lit.find('"').unwrap_or(lit.len())].to_owned());
+            }
+        }
+        assert!(keys.len() > 20, "scan found {} keys", keys.len());
+        for key in keys {
+            assert!(
+                INTERNED.contains(&key.as_str()) || key == "kind",
+                "not interned: {key}"
+            );
+        }
     }
 }
