@@ -45,8 +45,9 @@ bench("boundary: state:stats() (empty call + table)", N, function () state:stats
 bench("boundary: sweep() (method call, no work)", N, function () state:sweep(); end);
 bench("tostring(preauth iq) (Lua, for reference)", N, function () return tostring(iq); end);
 bench("preauth(stanza, ip, secure, same_host)", N, function () state:preauth(iq, "192.0.2.1", true, true); end);
-bench("preauth_finish(stanza, token, ip, record) valid", N, function () state:preauth_finish(iq, TOKEN, "192.0.2.1", rec, nil); end);
-bench("preauth_finish(stanza, token, ip, nil) invalid", N, function () state:preauth_finish(iq, TOKEN, "192.0.2.1", nil, nil); end);
+bench("preauth_finish(token, ip, record) valid", N, function () state:preauth_finish(TOKEN, "192.0.2.1", rec, nil); end);
+bench("preauth_finish(token, ip, nil) invalid", N, function () state:preauth_finish(TOKEN, "192.0.2.1", nil, nil); end);
+bench("st.reply (Lua, the valid preauth's reply)", N, function () st.reply(iq); end);
 bench("registering(invite, username)", N, function () state:registering(invite, "alice", false, nil); end);
 bench("claim + release", N, function () state:release(invite, state:claim(invite)); end);
 bench("subscribe_token(presence)", N, function () state:subscribe_token(presence); end);

@@ -140,26 +140,27 @@ module:hook("stream-features", function (event)
 	end
 end);
 
--- Client submits a preauth token before registering (XEP-0445 / XEP-0401).
+-- Client submits a preauth token before registering (XEP-0445 / XEP-0401). The library
+-- decides; Prosody's util.stanza builds the reply.
 module:hook("stanza/iq/urn:xmpp:pars:0:preauth", function (event)
 	local origin, stanza = event.origin, event.stanza;
-	local reply, token = host_state:preauth(stanza, origin.ip, origin.secure, origin.host == module.host);
-	if reply == nil then
-		origin.send(st.error_reply(stanza, "modify", "bad-request"));
-		return true;
-	end
-	if reply == false then
+	local token, err_type, condition, text = host_state:preauth(stanza, origin.ip, origin.secure,
+		origin.host == module.host);
+	if token then
 		local record, err = store:get(nil, token);
 		if err then
 			module:log("warn", "Failed to read invite token: %s", tostring(err));
 		end
-		local valid, inviter;
-		reply, valid, inviter = host_state:preauth_finish(stanza, token, origin.ip, record, err);
+		local valid, inviter_or_type;
+		valid, inviter_or_type, condition, text = host_state:preauth_finish(token, origin.ip, record, err);
 		if valid then
-			origin.validated_invite = new_invite(token, record, inviter);
+			origin.validated_invite = new_invite(token, record, inviter_or_type);
+			origin.send(st.reply(stanza));
+			return true;
 		end
+		err_type = inviter_or_type;
 	end
-	origin.send(reply);
+	origin.send(st.error_reply(stanza, err_type, condition, text));
 	return true;
 end);
 

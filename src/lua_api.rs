@@ -22,7 +22,7 @@ use crate::host::{self, Config, Host, Origin, RawOption};
 use crate::invite::{self, Flag, Kind, Record, ValidInvite};
 use crate::ns;
 use crate::policy::{self, Decision, Presented, Roles, Scalar};
-use crate::stanza::{self, Element, Header, Node};
+use crate::stanza::{self, Element, Node};
 use crate::token;
 
 /// Claims for front-end invites without a known expiry are remembered this long, s.
@@ -174,14 +174,18 @@ fn interned(lua: &Lua) -> LuaResult<HashMap<&'static str, LuaString, BuildHasher
     Ok(strings)
 }
 
-/// The error texts replies carry.
-fn stanza_texts() -> [&'static str; 4] {
-    [
-        Error::TokenInvalid.text(),
-        Error::EncryptionRequired.text(),
-        Error::Throttled.text(),
-        Error::WrongHost.text(),
-    ]
+/// The refusals a preauth can end in.
+const PREAUTH_REFUSALS: [Error; 5] = [
+    Error::TokenInvalid,
+    Error::EncryptionRequired,
+    Error::Throttled,
+    Error::WrongHost,
+    Error::BadRequest,
+];
+
+/// The error texts preauth refusals carry.
+fn stanza_texts() -> [&'static str; 5] {
+    PREAUTH_REFUSALS.map(Error::text)
 }
 
 /// True when `v` is the Lua string `want`.
@@ -281,19 +285,14 @@ impl HostState {
         Ok(Some(self.field(lua, &attr, "token")?))
     }
 
-    /// The `attr` table of a Prosody stanza and the token of its first child, which must
-    /// be `{urn:xmpp:pars:0}preauth`. Reads Prosody's already parsed stanza: serialising
-    /// it to parse again with quick-xml cost 4 µs of the hook's 9 (bench/native.lua).
-    fn preauth_request(&self, lua: &Lua, stanza: &Table) -> LuaResult<Option<(Table, Value)>> {
-        let (Value::Table(attr), Value::Table(tags)) = (
-            self.field(lua, stanza, "attr")?,
-            self.field(lua, stanza, "tags")?,
-        ) else {
+    /// The token of a Prosody stanza's first child, which must be
+    /// `{urn:xmpp:pars:0}preauth`. Reads Prosody's already parsed stanza: serialising it
+    /// to parse again with quick-xml cost 4 µs of the hook's 9 (bench/native.lua).
+    fn preauth_token_of(&self, lua: &Lua, stanza: &Table) -> LuaResult<Option<Value>> {
+        let Value::Table(tags) = self.field(lua, stanza, "tags")? else {
             return Ok(None);
         };
-        Ok(self
-            .preauth_token(lua, &tags.raw_get(1)?)?
-            .map(|token| (attr, token)))
+        self.preauth_token(lua, &tags.raw_get(1)?)
     }
 
     /// The `token` of the first `{urn:xmpp:pars:0}preauth` child of a
@@ -319,36 +318,17 @@ impl HostState {
         Ok(Value::Nil)
     }
 
-    /// The reply to a preauth, like `st.reply` / `st.error_reply`: the request's `id`,
-    /// `from` and `to` are copied Lua to Lua; the error child comes from
-    /// [`stanza::preauth_reply`].
-    fn preauth_reply<T>(
-        &self,
-        lua: &Lua,
-        req_attr: &Table,
-        outcome: &Result<T, Error>,
-    ) -> LuaResult<Table> {
-        let attr = lua.create_table_with_capacity(0, 4)?;
-        attr.raw_set(self.k("to")?, self.field(lua, req_attr, "from")?)?;
-        attr.raw_set(self.k("from")?, self.field(lua, req_attr, "to")?)?;
-        attr.raw_set(self.k("id")?, self.field(lua, req_attr, "id")?)?;
-        let kind = if outcome.is_ok() { "result" } else { "error" };
-        attr.raw_set(self.k("type")?, self.k(kind)?)?;
-        let t = lua.create_table_with_capacity(1, 3)?;
-        let tags = lua.create_table_with_capacity(1, 0)?;
-        t.raw_set(self.k("name")?, self.k("iq")?)?;
-        t.raw_set(self.k("attr")?, attr)?;
-        if outcome.is_err() {
-            let element = stanza::preauth_reply(&Header::default(), outcome);
-            if let Some(Node::Element(error)) = element.children.first() {
-                let child = self.to_stanza(lua, error)?;
-                tags.raw_set(1, &child)?;
-                t.raw_set(1, child)?;
-            }
-        }
-        t.raw_set(self.k("tags")?, tags)?;
-        t.set_metatable(Some(self.stanza_mt.clone()))?;
-        Ok(t)
+    /// `nil, type, condition, text`: a refusal for the plugin to send with
+    /// `st.error_reply` (building the reply through mlua costs a protected call per table
+    /// write; Prosody's own `util.stanza` is cheaper, see BENCHMARKS.md).
+    fn refusal(&self, e: Error) -> LuaResult<MultiValue> {
+        let (kind, condition) = stanza::error_condition(e);
+        let mut out = MultiValue::new();
+        out.push_back(Value::Nil);
+        out.push_back(Value::String(self.k(kind.as_str())?.clone()));
+        out.push_back(Value::String(self.k(condition.as_str())?.clone()));
+        out.push_back(Value::String(self.k(e.text())?.clone()));
+        Ok(out)
     }
 
     /// Builds a `util.stanza` object from an [`Element`].
@@ -496,17 +476,14 @@ impl UserData for HostState {
             Ok(t)
         });
 
-        // preauth(stanza, ip, secure, same_host) → reply | false, token | nil, "bad-request"
+        // preauth(stanza, ip, secure, same_host) → token to look up | nil, type, condition, text
         methods.add_method(
             "preauth",
             |lua,
              this,
              (stanza, ip, secure, same_host): (Table, Option<LuaString>, Value, bool)| {
-                let mut out = MultiValue::new();
-                let Some((attr, token)) = this.preauth_request(lua, &stanza)? else {
-                    out.push_back(Value::Nil);
-                    out.push_back(Value::String(this.k("bad-request")?.clone()));
-                    return Ok(out);
+                let Some(token) = this.preauth_token_of(lua, &stanza)? else {
+                    return this.refusal(Error::BadRequest);
                 };
                 let ip = ip.as_ref().map(|s| s.to_str()).transpose()?;
                 let origin = Origin {
@@ -524,34 +501,17 @@ impl UserData for HostState {
                     .lock()
                     .preauth_begin(token_str.as_deref(), origin, now);
                 match outcome {
-                    Ok(()) => {
-                        out.push_back(Value::Boolean(false));
-                        out.push_back(token);
-                    }
-                    Err(_) => {
-                        out.push_back(Value::Table(this.preauth_reply(lua, &attr, &outcome)?));
-                    }
+                    Ok(()) => Ok(MultiValue::from_iter([token])),
+                    Err(e) => this.refusal(e),
                 }
-                Ok(out)
             },
         );
 
-        // preauth_finish(stanza, token, ip, record, err) → reply[, true, inviter-or-nil]
+        // preauth_finish(token, ip, record, err) → true, inviter-or-nil | nil, type, condition, text
         // On success the plugin makes `session.validated_invite`, keeping the record.
         methods.add_method(
             "preauth_finish",
-            |lua,
-             this,
-             (stanza, token, ip, record, err): (
-                Table,
-                LuaString,
-                Option<LuaString>,
-                Value,
-                Value,
-            )| {
-                let Value::Table(attr) = this.field(lua, &stanza, "attr")? else {
-                    return Err(mlua::Error::runtime("preauth_finish: not a stanza"));
-                };
+            |lua, this, (token, ip, record, err): (LuaString, Option<LuaString>, Value, Value)| {
                 let token = token.to_str()?;
                 let ip = ip.as_ref().map(|s| s.to_str()).transpose()?;
                 let decoded = match (&record, &err) {
@@ -566,17 +526,16 @@ impl UserData for HostState {
                     this.now_ms(),
                     now_s(),
                 );
-                let reply = this.preauth_reply(lua, &attr, &outcome)?;
-                let mut out = MultiValue::new();
-                out.push_back(Value::Table(reply));
-                if let Ok(v) = outcome {
-                    out.push_back(Value::Boolean(true));
-                    out.push_back(match &v.inviter {
-                        Some(i) => Value::String(lua.create_string(i)?),
-                        None => Value::Nil,
-                    });
+                match outcome {
+                    Ok(v) => {
+                        let inviter = match &v.inviter {
+                            Some(i) => Value::String(lua.create_string(i)?),
+                            None => Value::Nil,
+                        };
+                        Ok(MultiValue::from_iter([Value::Boolean(true), inviter]))
+                    }
+                    Err(e) => this.refusal(e),
                 }
-                Ok(out)
             },
         );
 
@@ -779,7 +738,19 @@ impl UserData for HostState {
 
 #[cfg(test)]
 mod tests {
-    use super::INTERNED;
+    use super::{stanza, stanza_texts, INTERNED, PREAUTH_REFUSALS};
+
+    /// `refusal()` hands out interned type, condition and text strings.
+    #[test]
+    fn test_refusal_strings_are_interned() {
+        for e in PREAUTH_REFUSALS {
+            let (kind, condition) = stanza::error_condition(e);
+            for s in [kind.as_str(), condition.as_str()] {
+                assert!(INTERNED.contains(&s), "not interned: {s}");
+            }
+            assert!(stanza_texts().contains(&e.text()));
+        }
+    }
 
     /// `k()` raises for a key missing from [`INTERNED`]; every literal key this file
     /// passes to `k()` or `field()` must be there.
