@@ -243,72 +243,71 @@ impl HostState {
     }
 
     /// Field `key` of `t` (raw), by an interned key.
-    fn field(&self, _lua: &Lua, t: &Table, key: &'static str) -> LuaResult<Value> {
+    fn field(&self, t: &Table, key: &'static str) -> LuaResult<Value> {
         t.raw_get(self.k(key)?)
     }
 
     /// Decodes a mod_invites host record; never fails on odd shapes (they just don't
     /// validate).
-    fn decode_record(&self, lua: &Lua, t: &Table) -> LuaResult<Record> {
-        let allow_reset = match self.field(lua, t, "additional_data")? {
-            Value::Table(ad) => string(self.field(lua, &ad, "allow_reset")?),
+    fn decode_record(&self, t: &Table) -> LuaResult<Record> {
+        let allow_reset = match self.field(t, "additional_data")? {
+            Value::Table(ad) => string(self.field(&ad, "allow_reset")?),
             _ => None,
         };
         Ok(Record {
-            kind: string(self.field(lua, t, "type")?),
-            jid: string(self.field(lua, t, "jid")?),
-            allow_registration: match self.field(lua, t, "allow_registration")? {
+            kind: string(self.field(t, "type")?),
+            jid: string(self.field(t, "jid")?),
+            allow_registration: match self.field(t, "allow_registration")? {
                 Value::Nil => Flag::Absent,
                 Value::Boolean(false) => Flag::False,
                 _ => Flag::Truthy,
             },
-            expires: num(&self.field(lua, t, "expires")?),
-            reusable: truthy(&self.field(lua, t, "reusable")?),
+            expires: num(&self.field(t, "expires")?),
+            reusable: truthy(&self.field(t, "reusable")?),
             allow_reset,
         })
     }
 
     /// The `token` attribute (any Lua value) of `child` when it is a
     /// `{urn:xmpp:pars:0}preauth` element of a Prosody stanza, else `None`.
-    fn preauth_token(&self, lua: &Lua, child: &Value) -> LuaResult<Option<Value>> {
+    fn preauth_token(&self, child: &Value) -> LuaResult<Option<Value>> {
         let Value::Table(child) = child else {
             return Ok(None);
         };
-        let Value::Table(attr) = self.field(lua, child, "attr")? else {
+        let Value::Table(attr) = self.field(child, "attr")? else {
             return Ok(None);
         };
-        if !is_str(&self.field(lua, child, "name")?, "preauth")
-            || !is_str(&self.field(lua, &attr, "xmlns")?, ns::PARS)
+        if !is_str(&self.field(child, "name")?, "preauth")
+            || !is_str(&self.field(&attr, "xmlns")?, ns::PARS)
         {
             return Ok(None);
         }
-        Ok(Some(self.field(lua, &attr, "token")?))
+        Ok(Some(self.field(&attr, "token")?))
     }
 
     /// The token of a Prosody stanza's first child, which must be
     /// `{urn:xmpp:pars:0}preauth`. Reads Prosody's already parsed stanza: serialising it
     /// to parse again with quick-xml cost 4 µs of the hook's 9 (bench/native.lua).
-    fn preauth_token_of(&self, lua: &Lua, stanza: &Table) -> LuaResult<Option<Value>> {
-        let Value::Table(tags) = self.field(lua, stanza, "tags")? else {
+    fn preauth_token_of(&self, stanza: &Table) -> LuaResult<Option<Value>> {
+        let Value::Table(tags) = self.field(stanza, "tags")? else {
             return Ok(None);
         };
-        self.preauth_token(lua, &tags.raw_get(1)?)
+        self.preauth_token(&tags.raw_get(1)?)
     }
 
     /// The `token` of the first `{urn:xmpp:pars:0}preauth` child of a
     /// `<presence type='subscribe'>` (XEP-0379 §3), or nil.
-    fn subscribe_token(&self, lua: &Lua, stanza: &Table) -> LuaResult<Value> {
-        let (Value::Table(attr), Value::Table(tags)) = (
-            self.field(lua, stanza, "attr")?,
-            self.field(lua, stanza, "tags")?,
-        ) else {
+    fn subscribe_token(&self, stanza: &Table) -> LuaResult<Value> {
+        let (Value::Table(attr), Value::Table(tags)) =
+            (self.field(stanza, "attr")?, self.field(stanza, "tags")?)
+        else {
             return Ok(Value::Nil);
         };
-        if !is_str(&self.field(lua, &attr, "type")?, "subscribe") {
+        if !is_str(&self.field(&attr, "type")?, "subscribe") {
             return Ok(Value::Nil);
         }
         for child in tags.sequence_values::<Value>() {
-            if let Some(token) = self.preauth_token(lua, &child?)? {
+            if let Some(token) = self.preauth_token(&child?)? {
                 return Ok(match token {
                     Value::String(_) => token,
                     _ => Value::Nil,
@@ -364,25 +363,23 @@ impl HostState {
     /// `type`, `uri`, `additional_data`, `reusable`) plus our `host` and native half.
     /// Tells this module's invites (they carry the `_record` read at preauth and the
     /// `host` that validated it) from a front-end's.
-    fn source(&self, lua: &Lua, invite: &Table) -> LuaResult<Source> {
-        let Value::Table(record) = self.field(lua, invite, "_record")? else {
+    fn source(&self, invite: &Table) -> LuaResult<Source> {
+        let Value::Table(record) = self.field(invite, "_record")? else {
             return Ok(Source::FrontEnd);
         };
-        if !is_str(&self.field(lua, invite, "host")?, &self.name) {
+        if !is_str(&self.field(invite, "host")?, &self.name) {
             return Ok(Source::OtherHost);
         }
-        let token = string(self.field(lua, invite, "token")?).unwrap_or_default();
-        Ok(
-            match self.decode_record(lua, &record)?.validate(&token, None) {
-                Ok(v) => Source::Ours(v),
-                Err(_) => Source::OtherHost,
-            },
-        )
+        let token = string(self.field(invite, "token")?).unwrap_or_default();
+        Ok(match self.decode_record(&record)?.validate(&token, None) {
+            Ok(v) => Source::Ours(v),
+            Err(_) => Source::OtherHost,
+        })
     }
 
     /// The token, reusability and expiry of any invite object (ours or a front-end's).
-    fn invite_facts(&self, lua: &Lua, invite: &Table) -> LuaResult<Option<(String, bool, i64)>> {
-        match self.source(lua, invite)? {
+    fn invite_facts(&self, invite: &Table) -> LuaResult<Option<(String, bool, i64)>> {
+        match self.source(invite)? {
             Source::Ours(v) => Ok(Some((v.token, v.reusable, v.expires))),
             Source::OtherHost => Ok(None),
             Source::FrontEnd => {
@@ -414,7 +411,6 @@ impl HostState {
     /// `Some(Err)` for a front-end invite whose record is gone or invalid.
     fn presented_invite(
         &self,
-        lua: &Lua,
         invite: &Value,
         record: &Value,
     ) -> LuaResult<Option<Result<Normalised, Error>>> {
@@ -423,7 +419,7 @@ impl HostState {
         };
         let now_ms = self.now_ms();
         let now = now_s();
-        match self.source(lua, inv)? {
+        match self.source(inv)? {
             Source::Ours(v) => {
                 let used = self
                     .host
@@ -437,7 +433,7 @@ impl HostState {
         }
         let token = string(inv.get("token")?).unwrap_or_default();
         let valid = match record {
-            Value::Table(r) => self.decode_record(lua, r)?.validate(&token, None).ok(),
+            Value::Table(r) => self.decode_record(r)?.validate(&token, None).ok(),
             _ => None,
         };
         Ok(Some(match valid {
@@ -479,10 +475,8 @@ impl UserData for HostState {
         // preauth(stanza, ip, secure, same_host) → token to look up | nil, type, condition, text
         methods.add_method(
             "preauth",
-            |lua,
-             this,
-             (stanza, ip, secure, same_host): (Table, Option<LuaString>, Value, bool)| {
-                let Some(token) = this.preauth_token_of(lua, &stanza)? else {
+            |_, this, (stanza, ip, secure, same_host): (Table, Option<LuaString>, Value, bool)| {
+                let Some(token) = this.preauth_token_of(&stanza)? else {
                     return this.refusal(Error::BadRequest);
                 };
                 let ip = ip.as_ref().map(|s| s.to_str()).transpose()?;
@@ -516,7 +510,7 @@ impl UserData for HostState {
                 let ip = ip.as_ref().map(|s| s.to_str()).transpose()?;
                 let decoded = match (&record, &err) {
                     (_, e) if truthy(e) => Err(()),
-                    (Value::Table(t), _) => Ok(Some(this.decode_record(lua, t)?)),
+                    (Value::Table(t), _) => Ok(Some(this.decode_record(t)?)),
                     _ => Ok(None),
                 };
                 let outcome = this.host.lock().preauth_finish(
@@ -540,11 +534,11 @@ impl UserData for HostState {
         );
 
         // lookup_token(invite) → token of a front-end invite whose record must be re-read
-        methods.add_method("lookup_token", |lua, this, invite: Value| {
+        methods.add_method("lookup_token", |_, this, invite: Value| {
             let Value::Table(t) = invite else {
                 return Ok(None);
             };
-            if !matches!(this.source(lua, &t)?, Source::FrontEnd) {
+            if !matches!(this.source(&t)?, Source::FrontEnd) {
                 return Ok(None);
             }
             Ok(string(t.get("token")?).filter(|t| token::is_lookup_candidate(t)))
@@ -560,7 +554,7 @@ impl UserData for HostState {
                     Some(u) => this.nodeprep(&u)?,
                     None => None,
                 };
-                let facts = this.presented_invite(lua, &invite, &record)?;
+                let facts = this.presented_invite(&invite, &record)?;
                 let presented = facts.as_ref().map(|f| match f {
                     Ok(n) => Ok(Presented {
                         used: n.used,
@@ -591,7 +585,7 @@ impl UserData for HostState {
         // claim(invite) → handle | nil (nothing to claim) | nil, "token-used"
         methods.add_method("claim", |lua, this, invite: Table| {
             let mut out = MultiValue::new();
-            let Some((token, reusable, expires)) = this.invite_facts(lua, &invite)? else {
+            let Some((token, reusable, expires)) = this.invite_facts(&invite)? else {
                 return Ok(out);
             };
             if reusable {
@@ -617,8 +611,8 @@ impl UserData for HostState {
         // settle(invite, handle) → true when this registration should act on the invite
         methods.add_method(
             "settle",
-            |lua, this, (invite, handle): (Table, Option<String>)| {
-                let Some((token, reusable, _)) = this.invite_facts(lua, &invite)? else {
+            |_, this, (invite, handle): (Table, Option<String>)| {
+                let Some((token, reusable, _)) = this.invite_facts(&invite)? else {
                     return Ok(false);
                 };
                 if reusable {
@@ -632,8 +626,8 @@ impl UserData for HostState {
         );
 
         // release(invite, handle) → true when a claim was given back
-        methods.add_method("release", |lua, this, (invite, handle): (Table, String)| {
-            let Some((token, _, _)) = this.invite_facts(lua, &invite)? else {
+        methods.add_method("release", |_, this, (invite, handle): (Table, String)| {
+            let Some((token, _, _)) = this.invite_facts(&invite)? else {
                 return Ok(false);
             };
             Ok(this.host.lock().ledger.release(&token, &handle))
@@ -645,7 +639,7 @@ impl UserData for HostState {
         // attributes with a prefix bound to the XML namespace, which namespace-aware parsers
         // must reject, so the plugin passes the parsed stanza.
         methods.add_method("subscribe_token", |lua, this, stanza: Value| match stanza {
-            Value::Table(t) => this.subscribe_token(lua, &t),
+            Value::Table(t) => this.subscribe_token(&t),
             Value::String(xml) => match stanza::parse_subscribe_token(&xml.to_str()?) {
                 Ok(token) => Ok(Value::String(lua.create_string(token)?)),
                 Err(_) => Ok(Value::Nil),
@@ -724,8 +718,8 @@ impl UserData for HostState {
         });
 
         // kind(invite) → "register" | "roster" for this module's invites (tests, logs)
-        methods.add_method("kind", |lua, this, invite: Table| {
-            Ok(match this.source(lua, &invite)? {
+        methods.add_method("kind", |_, this, invite: Table| {
+            Ok(match this.source(&invite)? {
                 Source::Ours(v) => Some(match v.kind {
                     Kind::Register => "register",
                     Kind::Roster => "roster",
@@ -759,7 +753,7 @@ mod tests {
         let all = include_str!("lua_api.rs");
         let src = &all[..all.rfind("#[cfg(test)]").unwrap_or(all.len())];
         let mut keys = Vec::new();
-        for marker in ["k(\"", "field(lua, "] {
+        for marker in ["k(\"", "field("] {
             for (at, _) in src.match_indices(marker) {
                 let call = &src[at + marker.len()..];
                 let call = &call[..call.find(')').unwrap_or(call.len())];
