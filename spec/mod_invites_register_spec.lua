@@ -122,6 +122,33 @@ describe("mod_invites_register", function ()
 			assert.is_nil(invite.inviter);
 			assert.is_function(invite.use);
 		end);
+		it("should answer with the stanza st.reply builds", function ()
+			local mod = load();
+			add_invite(mod, "T");
+			local session = helpers.session();
+			local iq = st.iq({ type = "set", id = "q'7", to = "example.com", from = "c@example.net/r" })
+				:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = "T" }):up();
+			assert.is_true(mod:fire_event("stanza/iq/urn:xmpp:pars:0:preauth", { origin = session, stanza = iq }));
+			local reply = session.sent[#session.sent];
+			assert.is_true(st.is_stanza(reply));
+			assert.same(st.reply(iq).attr, reply.attr);
+			assert.equal(tostring(st.reply(iq)), tostring(reply));
+			reply:tag("x"):up();
+			assert.equal(1, #reply.tags);
+		end);
+		it("should read mod_invites' fields from the record it keeps", function ()
+			local mod = load();
+			add_invite(mod, "T", { type = "register", jid = "example.com", reusable = true,
+				uri = "xmpp:example.com?register;preauth=T" });
+			local session = helpers.session();
+			preauth(mod, session, "T");
+			local invite = session.validated_invite;
+			assert.is_true(invite.reusable);
+			assert.equal("xmpp:example.com?register;preauth=T", invite.uri);
+			assert.is_nil(invite.additional_data);
+			assert.is_nil(invite.username);
+			assert.is_nil(invite.no_such_field);
+		end);
 		it("should name the inviter and keep additional_data of a roster invite", function ()
 			local mod = load();
 			add_invite(mod, "R", { type = "roster", jid = "juliet@example.com", allow_registration = "true",
