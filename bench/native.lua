@@ -15,6 +15,8 @@ local state = native.new({
 	nodeprep = function (s) return nodeprep(s); end; stanza_mt = st.stanza_mt;
 });
 
+local preauth, preauth_finish = state:preauth_functions();
+
 local TOKEN = "1ZL5eQaUpJb8GSyY4ebnQ6v6";
 local iq = st.iq({ type = "set", id = "preauth-3c9a", to = "example.com" })
 	:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = TOKEN }):up();
@@ -44,9 +46,9 @@ local N = tonumber(os.getenv("BENCH_N")) or 200000;
 bench("boundary: state:stats() (empty call + table)", N, function () state:stats(); end);
 bench("boundary: sweep() (method call, no work)", N, function () state:sweep(); end);
 bench("tostring(preauth iq) (Lua, for reference)", N, function () return tostring(iq); end);
-bench("preauth(stanza, ip, secure, same_host)", N, function () state:preauth(iq, "192.0.2.1", true, true); end);
-bench("preauth_finish(token, ip, record) valid", N, function () state:preauth_finish(TOKEN, "192.0.2.1", rec, nil); end);
-bench("preauth_finish(token, ip, nil) invalid", N, function () state:preauth_finish(TOKEN, "192.0.2.1", nil, nil); end);
+bench("preauth(stanza, ip, secure, same_host) (C function)", N, function () preauth(iq, "192.0.2.1", true, true); end);
+bench("preauth_finish(token, ip, record) valid (C function)", N, function () preauth_finish(TOKEN, "192.0.2.1", rec, nil); end);
+bench("preauth_finish(token, ip, nil) invalid (C function)", N, function () preauth_finish(TOKEN, "192.0.2.1", nil, nil); end);
 bench("st.reply (Lua, the valid preauth's reply)", N, function () st.reply(iq); end);
 bench("registering(invite, username)", N, function () state:registering(invite, "alice", false, nil); end);
 bench("claim + release", N, function () state:release(invite, state:claim(invite)); end);

@@ -76,6 +76,7 @@ if option_warning then
 end
 
 local roles_store = store and module:open_store("roles");
+local preauth, preauth_finish = host_state:preauth_functions();
 
 -- Deletes an invite's stored entries (never undoes the registration on failure).
 local function delete_entries(token, inviter)
@@ -151,7 +152,7 @@ local function result_of(iq)
 	local attr = iq.attr;
 	return setmetatable({
 		name = "iq";
-		attr = { id = attr.id, type = "result", to = attr.from, from = attr.to };
+		attr = { to = attr.from, from = attr.to, id = attr.id, type = "result" };
 		tags = {};
 	}, stanza_mt);
 end
@@ -160,7 +161,7 @@ end
 -- decides; Prosody's util.stanza builds the reply.
 module:hook("stanza/iq/urn:xmpp:pars:0:preauth", function (event)
 	local origin, stanza = event.origin, event.stanza;
-	local token, err_type, condition, text = host_state:preauth(stanza, origin.ip, origin.secure,
+	local token, err_type, condition, text = preauth(stanza, origin.ip, origin.secure,
 		origin.host == module.host);
 	if token then
 		local record, err = store:get(nil, token);
@@ -168,7 +169,7 @@ module:hook("stanza/iq/urn:xmpp:pars:0:preauth", function (event)
 			module:log("warn", "Failed to read invite token: %s", tostring(err));
 		end
 		local valid, inviter_or_type;
-		valid, inviter_or_type, condition, text = host_state:preauth_finish(token, origin.ip, record, err);
+		valid, inviter_or_type, condition, text = preauth_finish(token, origin.ip, record, err);
 		if valid then
 			origin.validated_invite = new_invite(token, record, inviter_or_type);
 			origin.send(result_of(stanza));

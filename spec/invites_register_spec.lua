@@ -21,6 +21,23 @@ local function new_state(cfg)
 	return state, warning;
 end
 
+-- The preauth hot path's two plain functions of a state (made once per state).
+local functions_of = setmetatable({}, { __mode = "k" });
+local function functions(state)
+	if not functions_of[state] then
+		functions_of[state] = { state:preauth_functions() };
+	end
+	return functions_of[state][1], functions_of[state][2];
+end
+local function native_preauth(state, ...)
+	local f = functions(state);
+	return f(...);
+end
+local function native_finish(state, ...)
+	local _, f = functions(state);
+	return f(...);
+end
+
 local function preauth_iq(token, attrs)
 	local iq = st.iq(attrs or { type = "set", id = "p1" });
 	iq:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = token });
@@ -42,7 +59,7 @@ end
 
 -- The first half of a preauth as a reply stanza (nil when a lookup is due) and the token.
 local function begin(state, iq, ip, secure, same_host)
-	local token, err_type, condition, text = state:preauth(iq, ip, secure, same_host);
+	local token, err_type, condition, text = native_preauth(state, iq, ip, secure, same_host);
 	if token then return nil, token; end
 	return reply_for(iq, false, err_type, condition, text);
 end
@@ -55,7 +72,7 @@ local function preauth(state, token, rec, err, origin)
 	local ip = origin.ip or "192.0.2.1";
 	local reply = begin(state, iq, ip, origin.secure ~= false, origin.same_host ~= false);
 	if reply then return reply; end
-	local valid, a, b, c = state:preauth_finish(token, ip, rec, err);
+	local valid, a, b, c = native_finish(state, token, ip, rec, err);
 	if not valid then return reply_for(iq, false, a, b, c); end
 	return st.reply(iq), {
 		token = token; type = rec.type; additional_data = rec.additional_data; host = state_host(state);
@@ -91,7 +108,7 @@ describe("invites_register", function ()
 
 	describe("#preauth()", function ()
 		it("should ask for a lookup of a plausible token", function ()
-			local token, err_type = new_state():preauth(preauth_iq("T"), "192.0.2.1", true, true);
+			local token, err_type = native_preauth(new_state(), preauth_iq("T"), "192.0.2.1", true, true);
 			assert.equal("T", token);
 			assert.is_nil(err_type);
 		end);
@@ -111,14 +128,62 @@ describe("invites_register", function ()
 			local iq = st.iq({ type = "get", id = "x1", to = "example.com" })
 				:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = "" }):up();
 			assert.same({ nil, "cancel", "item-not-found", "The provided token is invalid or expired" },
-				{ new_state():preauth(iq, "192.0.2.1", true, true) });
+				{ native_preauth(new_state(), iq, "192.0.2.1", true, true) });
 		end);
 		it("should report a malformed stanza as bad-request", function ()
 			local not_preauth = st.iq({ type = "set", id = "b" }):tag("query", { xmlns = "jabber:iq:version" }):up();
-			local token, err_type, condition = new_state():preauth(not_preauth, "192.0.2.1", true, true);
+			local token, err_type, condition = native_preauth(new_state(), not_preauth, "192.0.2.1", true, true);
 			assert.is_nil(token);
 			assert.equal("modify", err_type);
 			assert.equal("bad-request", condition);
+		end);
+	end);
+
+	describe("#preauth_functions()", function ()
+		it("should refuse odd arguments without raising", function ()
+			local state = new_state();
+			local tagless = setmetatable({ name = "iq", attr = {} }, st.stanza_mt);
+			local odd_child = st.iq({ type = "set", id = "o" });
+			odd_child.tags[1] = "preauth";
+			local attrless = st.iq({ type = "set", id = "o" });
+			attrless.tags[1] = { name = "preauth" };
+			for _, stanza in ipairs({ nil, 1, "<iq/>", {}, tagless, odd_child, attrless,
+				preauth_iq(nil), st.iq({ type = "set", id = "n" }):tag("preauth", { token = "T" }):up() }) do
+				local token, err_type = native_preauth(state, stanza, "192.0.2.1", true, true);
+				assert.is_nil(token);
+				assert.equal("string", type(err_type));
+			end
+			for _, ip in ipairs({ nil, 7, {}, "\255" }) do
+				assert.equal("T", (native_preauth(state, preauth_iq("T"), ip, true, true)));
+			end
+			for _, token in ipairs({ nil, 5, {}, "\255\254" }) do
+				local valid, err_type = native_finish(state, token, "192.0.2.1", record(), nil);
+				assert.is_nil(valid);
+				assert.equal("cancel", err_type);
+			end
+			for _, rec in ipairs({ 1, "x", record({ expires = "4102444800" }), record({ type = 1 }),
+				record({ type = "roster", jid = {} }), record({ type = "roster", jid = "@example.com" }),
+				record({ type = "roster", jid = ("x"):rep(2000) .. "@example.com" }) }) do
+				local valid, err_type = native_finish(state, "T", "192.0.2.1", rec, nil);
+				assert.is_nil(valid);
+				assert.equal("cancel", err_type);
+			end
+		end);
+		it("should keep working after the state itself is collected", function ()
+			local p, f = new_state():preauth_functions();
+			collectgarbage(); collectgarbage();
+			assert.equal("T", (p(preauth_iq("T"), "192.0.2.1", true, true)));
+			assert.same({ true }, { f("T", "192.0.2.1", record(), nil) });
+		end);
+		it("should share the throttle with the state's other functions", function ()
+			local state = new_state({ token_attempts = 1 });
+			local p1 = state:preauth_functions();
+			local _, f2 = state:preauth_functions();
+			assert.is_nil((f2("x", "192.0.2.9", nil, nil)));
+			local token, err_type, condition = p1(preauth_iq("T"), "192.0.2.9", true, true);
+			assert.is_nil(token);
+			assert.equal("wait", err_type);
+			assert.equal("policy-violation", condition);
 		end);
 	end);
 

@@ -18,8 +18,9 @@ use mlua::{
 use parking_lot::Mutex;
 
 use crate::error::Error;
-use crate::host::{self, Config, Host, Origin, RawOption};
+use crate::host::{self, Config, Host, RawOption};
 use crate::invite::{self, Flag, Kind, Record, ValidInvite};
+use crate::lua_raw;
 use crate::ns;
 use crate::policy::{self, Decision, Presented, Roles, Scalar};
 use crate::stanza::{self, Element, Node};
@@ -36,7 +37,8 @@ pub fn exports(lua: &Lua) -> LuaResult<Table> {
     Ok(t)
 }
 
-fn now_s() -> i64 {
+/// Unix time, s.
+pub(crate) fn now_s() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -82,38 +84,19 @@ const INTERNED: &[&str] = &[
     "name",
     "attr",
     "tags",
-    "id",
     "type",
-    "from",
-    "to",
     "token",
     "xmlns",
     "preauth",
-    "iq",
-    "result",
-    "error",
-    "text",
     "jid",
     "allow_registration",
     "expires",
     "reusable",
     "additional_data",
     "allow_reset",
-    "uri",
-    "username",
-    "inviter",
     "host",
     "_record",
-    "cancel",
-    "modify",
-    "wait",
-    "item-not-found",
-    "policy-violation",
-    "service-unavailable",
-    "bad-request",
-    "not-acceptable",
     ns::PARS,
-    ns::STANZAS,
 ];
 
 /// Where an invite object presented at registration comes from.
@@ -164,28 +147,10 @@ fn new_host(lua: &Lua, cfg: Table) -> LuaResult<(HostState, Option<String>)> {
 
 fn interned(lua: &Lua) -> LuaResult<HashMap<&'static str, LuaString, BuildHasherDefault<Fnv>>> {
     let mut strings = HashMap::with_capacity_and_hasher(INTERNED.len() + 8, Default::default());
-    for s in INTERNED
-        .iter()
-        .copied()
-        .chain(stanza_texts().iter().copied())
-    {
+    for s in INTERNED.iter().copied() {
         strings.insert(s, lua.create_string(s)?);
     }
     Ok(strings)
-}
-
-/// The refusals a preauth can end in.
-const PREAUTH_REFUSALS: [Error; 5] = [
-    Error::TokenInvalid,
-    Error::EncryptionRequired,
-    Error::Throttled,
-    Error::WrongHost,
-    Error::BadRequest,
-];
-
-/// The error texts preauth refusals carry.
-fn stanza_texts() -> [&'static str; 5] {
-    PREAUTH_REFUSALS.map(Error::text)
 }
 
 /// True when `v` is the Lua string `want`.
@@ -285,16 +250,6 @@ impl HostState {
         Ok(Some(self.field(&attr, "token")?))
     }
 
-    /// The token of a Prosody stanza's first child, which must be
-    /// `{urn:xmpp:pars:0}preauth`. Reads Prosody's already parsed stanza: serialising it
-    /// to parse again with quick-xml cost 4 µs of the hook's 9 (bench/native.lua).
-    fn preauth_token_of(&self, stanza: &Table) -> LuaResult<Option<Value>> {
-        let Value::Table(tags) = self.field(stanza, "tags")? else {
-            return Ok(None);
-        };
-        self.preauth_token(&tags.raw_get(1)?)
-    }
-
     /// The `token` of the first `{urn:xmpp:pars:0}preauth` child of a
     /// `<presence type='subscribe'>` (XEP-0379 §3), or nil.
     fn subscribe_token(&self, stanza: &Table) -> LuaResult<Value> {
@@ -315,19 +270,6 @@ impl HostState {
             }
         }
         Ok(Value::Nil)
-    }
-
-    /// `nil, type, condition, text`: a refusal for the plugin to send with
-    /// `st.error_reply` (building the reply through mlua costs a protected call per table
-    /// write; Prosody's own `util.stanza` is cheaper, see BENCHMARKS.md).
-    fn refusal(&self, e: Error) -> LuaResult<MultiValue> {
-        let (kind, condition) = stanza::error_condition(e);
-        let mut out = MultiValue::new();
-        out.push_back(Value::Nil);
-        out.push_back(Value::String(self.k(kind.as_str())?.clone()));
-        out.push_back(Value::String(self.k(condition.as_str())?.clone()));
-        out.push_back(Value::String(self.k(e.text())?.clone()));
-        Ok(out)
     }
 
     /// Builds a `util.stanza` object from an [`Element`].
@@ -472,66 +414,24 @@ impl UserData for HostState {
             Ok(t)
         });
 
-        // preauth(stanza, ip, secure, same_host) → token to look up | nil, type, condition, text
-        methods.add_method(
-            "preauth",
-            |_, this, (stanza, ip, secure, same_host): (Table, Option<LuaString>, Value, bool)| {
-                let Some(token) = this.preauth_token_of(&stanza)? else {
-                    return this.refusal(Error::BadRequest);
-                };
-                let ip = ip.as_ref().map(|s| s.to_str()).transpose()?;
-                let origin = Origin {
-                    ip: ip.as_deref(),
-                    secure: truthy(&secure),
-                    same_host,
-                };
-                let token_str = match &token {
-                    Value::String(s) => Some(s.to_str()?),
-                    _ => None,
-                };
-                let now = this.now_ms();
-                let outcome = this
-                    .host
-                    .lock()
-                    .preauth_begin(token_str.as_deref(), origin, now);
-                match outcome {
-                    Ok(()) => Ok(MultiValue::from_iter([token])),
-                    Err(e) => this.refusal(e),
-                }
-            },
-        );
-
-        // preauth_finish(token, ip, record, err) → true, inviter-or-nil | nil, type, condition, text
+        // preauth_functions() → preauth, preauth_finish: the preauth hot path as plain C
+        // functions over this host's state (see lua_raw.rs).
+        //   preauth(stanza, ip, secure, same_host) → token to look up | nil, type, condition, text
+        //   preauth_finish(token, ip, record, err) → true, inviter-or-nil | nil, type, condition, text
         // On success the plugin makes `session.validated_invite`, keeping the record.
-        methods.add_method(
-            "preauth_finish",
-            |lua, this, (token, ip, record, err): (LuaString, Option<LuaString>, Value, Value)| {
-                let token = token.to_str()?;
-                let ip = ip.as_ref().map(|s| s.to_str()).transpose()?;
-                let decoded = match (&record, &err) {
-                    (_, e) if truthy(e) => Err(()),
-                    (Value::Table(t), _) => Ok(Some(this.decode_record(t)?)),
-                    _ => Ok(None),
-                };
-                let outcome = this.host.lock().preauth_finish(
-                    &token,
-                    decoded.as_ref().map(|r| r.as_ref()).map_err(|_| ()),
-                    ip.as_deref(),
-                    this.now_ms(),
-                    now_s(),
-                );
-                match outcome {
-                    Ok(v) => {
-                        let inviter = match &v.inviter {
-                            Some(i) => Value::String(lua.create_string(i)?),
-                            None => Value::Nil,
-                        };
-                        Ok(MultiValue::from_iter([Value::Boolean(true), inviter]))
-                    }
-                    Err(e) => this.refusal(e),
-                }
-            },
-        );
+        methods.add_method("preauth_functions", |lua, this, ()| {
+            let shared = lua_raw::Shared {
+                host: Arc::clone(&this.host),
+                epoch: this.epoch,
+            };
+            // SAFETY: push_functions only pushes values (2 results) and runs inside the
+            // protected call exec_raw sets up.
+            unsafe {
+                lua.exec_raw::<(Function, Function)>((), move |state| {
+                    lua_raw::push_functions(state, shared)
+                })
+            }
+        });
 
         // lookup_token(invite) → token of a front-end invite whose record must be re-read
         methods.add_method("lookup_token", |_, this, invite: Value| {
@@ -732,19 +632,7 @@ impl UserData for HostState {
 
 #[cfg(test)]
 mod tests {
-    use super::{stanza, stanza_texts, INTERNED, PREAUTH_REFUSALS};
-
-    /// `refusal()` hands out interned type, condition and text strings.
-    #[test]
-    fn test_refusal_strings_are_interned() {
-        for e in PREAUTH_REFUSALS {
-            let (kind, condition) = stanza::error_condition(e);
-            for s in [kind.as_str(), condition.as_str()] {
-                assert!(INTERNED.contains(&s), "not interned: {s}");
-            }
-            assert!(stanza_texts().contains(&e.text()));
-        }
-    }
+    use super::INTERNED;
 
     /// `k()` raises for a key missing from [`INTERNED`]; every literal key this file
     /// passes to `k()` or `field()` must be there.
@@ -769,7 +657,7 @@ mod tests {
                 keys.push(lit[..lit.find('"').unwrap_or(lit.len())].to_owned());
             }
         }
-        assert!(keys.len() > 20, "scan found {} keys", keys.len());
+        assert!(keys.len() > 10, "scan found {} keys", keys.len());
         for key in keys {
             assert!(
                 INTERNED.contains(&key.as_str()) || key == "kind",

@@ -106,8 +106,8 @@ end
 --   benchtiming:preauth_steps("bench.test", "TOKEN", 20000)
 -- Calls the loaded module's own preauth handler (stock or ours, whatever its internal
 -- API) with a stub session whose send() does nothing, and times it against its parts
--- and references: the store read, st.reply, tostring(stanza), and for ours the first
--- native call. Also the Lua bytes allocated per call (GC stopped while counting).
+-- and references: the store read, st.reply, tostring(stanza), and for ours the native
+-- calls and the session invite. Also the Lua bytes allocated per call (GC stopped while counting).
 local st = require "util.stanza";
 
 local function upvalues(f)
@@ -126,7 +126,7 @@ function console_env.benchtiming:preauth_steps(host, token, n)
 	local handler, up;
 	for h in pairs(map or {}) do
 		local u = upvalues(h);
-		if u.host_state or u.invites then handler, up = h, u; end
+		if u.preauth_finish or u.invites then handler, up = h, u; end
 	end
 	if not handler then return nil, "no preauth handler found"; end
 	local stanza = st.iq({ type = "set", id = "p1" })
@@ -155,11 +155,12 @@ function console_env.benchtiming:preauth_steps(host, token, n)
 	if up.invites then
 		time("  of which invites.get(token) (incl. store:get)", function () return up.invites.get(token); end);
 	end
-	if up.host_state then
-		local hs = up.host_state;
-		local ok, r1, r2 = pcall(hs.preauth, hs, stanza, "127.0.0.1", false, true);
-		if ok and r1 == false and type(r2) == "string" then
-			time("  of which host_state:preauth(stanza, …)", function () return hs:preauth(stanza, "127.0.0.1", false, true); end);
+	if up.preauth and up.preauth_finish then
+		local record = store:get(nil, token);
+		time("  of which preauth(stanza, …) (native)", function () return up.preauth(stanza, "127.0.0.1", false, true); end);
+		time("  of which preauth_finish(…) (native)", function () return up.preauth_finish(token, "127.0.0.1", record, nil); end);
+		if up.new_invite then
+			time("  of which new_invite(…)", function () return up.new_invite(token, record, nil); end);
 		end
 	end
 	time("reference: st.reply(stanza)", function () return st.reply(stanza); end);
