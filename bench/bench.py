@@ -4,8 +4,9 @@
 For each storage backend (internal files, SQLite) and each number N of pending
 unrelated invites, two private Prosody servers run side by side on 127.0.0.1 —
 one with Prosody's own module (STOCK: no plugin_paths entry for ours) and one with
-OURS (plugin_paths -> a `make install` directory). Repetitions alternate between
-them, so slow phases of a noisy machine hit both. Measured with concurrent raw-XML
+OURS (plugin_paths -> a `make install` directory). Each repetition measures them
+in the order A B B A (halves of the phase time), so slow phases of a noisy machine
+hit both. Measured with concurrent raw-XML
 client streams (asyncio, stdlib only):
 
   preauth   IQs/s: unauthenticated streams (renewed within c2s_timeout) send preauth IQs with one
@@ -14,7 +15,9 @@ client streams (asyncio, stdlib only):
             single-use token, IBR set, close. Tokens come in rounds from the bench
             module (created before the round, not timed); leftovers are dropped.
   open      registrations/s without any invite module (allow_registration = true):
-            the floor that password hashing and account storage set, once per storage.
+            the floor that password hashing and account storage set. A third server,
+            measured in every (storage, N) cell between the invited phases, so each
+            invited/open ratio compares phases of the same minutes.
 
 Every loop is bounded by time and count and stops by itself; only the servers
 started here are signalled. Nothing listens anywhere but 127.0.0.1 on free ports.
@@ -61,8 +64,8 @@ ADMIN_TIMEOUT = 300.0      # one admin-shell command (bulk creation of 10,000 in
 C2S_TIMEOUT = 5            # s, Prosody's c2s_timeout on the bench servers
 
 PROFILES = {
-    # ~15-25 min on 2 vCPUs
-    "full": dict(ns=[0, 1000, 10000], reps=3, preauth_s=5.0, invited_s=10.0, open_s=8.0,
+    # ~15-20 min on 2 vCPUs
+    "full": dict(ns=[0, 1000, 10000], reps=5, preauth_s=3.0, invited_s=6.0, open_s=6.0,
                  max_ops=200000),
     # < 3 min
     "quick": dict(ns=[0, 10000], reps=1, preauth_s=2.0, invited_s=4.0, open_s=3.0,
@@ -430,6 +433,13 @@ class Tally:
     elapsed: float = 0.0
     server_cpu: float = 0.0
 
+    def merge(self, other: "Tally") -> None:
+        self.ok += other.ok
+        self.failed += other.failed
+        self.first_error = self.first_error or other.first_error
+        self.elapsed += other.elapsed
+        self.server_cpu += other.server_cpu
+
     def fail(self, e: Exception) -> None:
         self.failed += 1
         if self.first_error is None:
@@ -584,11 +594,7 @@ def measure_preauth(server: Server, token: str, streams: int, seconds: float, ma
     while total.elapsed < seconds - 0.05 and total.ok + total.failed < max_ops:
         t = asyncio.run(_preauth_run(server.port, token, streams, min(segment, seconds - total.elapsed),
                                      max_ops - total.ok - total.failed, server))
-        total.ok += t.ok
-        total.failed += t.failed
-        total.first_error = total.first_error or t.first_error
-        total.elapsed += t.elapsed
-        total.server_cpu += t.server_cpu
+        total.merge(t)
         if t.failed:
             break
     return total
@@ -712,6 +718,11 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def log_phase(what: str, t: Tally) -> None:
+    log(f"{what}: {t.ok / max(t.elapsed, 1e-9):.1f}/s ({t.ok} in {t.elapsed:.2f}s, {t.failed} failed, "
+        f"server {t.server_cpu / max(t.ok, 1) * 1e6:,.1f} µs CPU/op)")
+
+
 def install_ours(root: Path) -> Path:
     target = root / "plugins-ours"
     subprocess.run(["make", "-s", "-C", str(REPO), "install", f"PLUGIN_DIR={target}"], check=True)
@@ -780,18 +791,11 @@ def main() -> int:
     servers: list[Server] = []
     try:
         for storage in storages:
+            open_srv = None
             if not args.skip_open:
-                srv = Server(root, "open", storage, None).start()
-                servers.append(srv)
-                measure_open(srv, streams, 0.5, 50)  # warm-up
-                for r in range(p["reps"]):
-                    t = measure_open(srv, streams, p["open_s"], p["max_ops"])
-                    results[(storage, None, "open", "open")].add(t)
-                    log(f"{storage} open registration rep {r + 1}: {t.ok / t.elapsed:.1f}/s "
-                        f"({t.ok} in {t.elapsed:.2f}s, {t.failed} failed)")
-                srv.stop()
-                tracebacks += [f"open/{storage}: {x}" for x in srv.tracebacks()]
-                srv.keep_logs_if_tracebacks(f"open-{storage}")
+                open_srv = Server(root, "open", storage, None).start()
+                servers.append(open_srv)
+                measure_open(open_srv, streams, 0.5, 50)  # warm-up
 
             for n in p["ns"]:
                 pair = {}
@@ -818,31 +822,41 @@ def main() -> int:
                         admin.timing()
 
                 for r in range(p["reps"]):
-                    order = ("stock", "ours") if r % 2 == 0 else ("ours", "stock")
-                    for kind in order:
-                        srv = pair[kind]
-                        t = measure_preauth(srv, tokens[kind], streams, p["preauth_s"], p["max_ops"])
-                        results[(storage, n, "preauth", kind)].add(t)
-                        if args.timing:
-                            add_timing(timings, (storage, n, "preauth", kind), admins[kind].timing(), t.ok)
-                        log(f"{storage} N={n} {kind} preauth rep {r + 1}: {t.ok / max(t.elapsed, 1e-9):.1f}/s "
-                            f"({t.ok} in {t.elapsed:.2f}s, {t.failed} failed, "
-                            f"server {t.server_cpu / max(t.ok, 1) * 1e3:.3f} ms CPU/op)")
-                    for kind in order:
-                        srv = pair[kind]
-                        t = measure_invited(srv, admins[kind], streams, p["invited_s"], p["max_ops"],
-                                            ROUND_SIZE[storage])
-                        results[(storage, n, "invited", kind)].add(t)
-                        if args.timing:
-                            add_timing(timings, (storage, n, "invited", kind), admins[kind].timing(), t.ok)
-                        log(f"{storage} N={n} {kind} invited rep {r + 1}: {t.ok / max(t.elapsed, 1e-9):.1f}/s "
-                            f"({t.ok} in {t.elapsed:.2f}s, {t.failed} failed, "
-                            f"server {t.server_cpu / max(t.ok, 1) * 1e3:.2f} ms CPU/op)")
+                    a, b = ("stock", "ours") if r % 2 == 0 else ("ours", "stock")
+                    # A B B A: each kind in two halves placed symmetrically, so a drift of the
+                    # machine within the repetition hits both alike; the open floor sits in the
+                    # middle of the invited phases.
+                    for metric, seq in (("preauth", (a, b, b, a)), ("invited", (a, b, "open", b, a))):
+                        halves: dict[str, Tally] = {}
+                        for kind in seq:
+                            if kind == "open":
+                                if open_srv:
+                                    t = measure_open(open_srv, streams, p["open_s"], p["max_ops"])
+                                    results[(storage, n, "open", "open")].add(t)
+                                    log_phase(f"{storage} N={n} open registration rep {r + 1}", t)
+                                continue
+                            if metric == "preauth":
+                                t = measure_preauth(pair[kind], tokens[kind], streams, p["preauth_s"] / 2,
+                                                    p["max_ops"])
+                            else:
+                                t = measure_invited(pair[kind], admins[kind], streams, p["invited_s"] / 2,
+                                                    p["max_ops"], ROUND_SIZE[storage])
+                            halves.setdefault(kind, Tally()).merge(t)
+                        for kind in (a, b):
+                            t = halves[kind]
+                            results[(storage, n, metric, kind)].add(t)
+                            if args.timing:
+                                add_timing(timings, (storage, n, metric, kind), admins[kind].timing(), t.ok)
+                            log_phase(f"{storage} N={n} {kind} {metric} rep {r + 1}", t)
                 for kind, srv in pair.items():
                     admins[kind].close()
                     srv.stop()
                     tracebacks += [f"{kind}/{storage}/N={n}: {x}" for x in srv.tracebacks()]
                     srv.keep_logs_if_tracebacks(f"{kind}-{storage}-N{n}")
+            if open_srv:
+                open_srv.stop()
+                tracebacks += [f"open/{storage}: {x}" for x in open_srv.tracebacks()]
+                open_srv.keep_logs_if_tracebacks(f"open-{storage}")
     finally:
         for srv in servers:
             srv.stop()
@@ -897,6 +911,25 @@ METRIC_NAMES = {
 }
 
 
+def invited_over_open(results, storages, p) -> list[str]:
+    """Invited registrations over open ones (median rates of the same cell)."""
+    rows = []
+    for storage in storages:
+        for n in p["ns"]:
+            open_cell = results.get((storage, n, "open", "open"))
+            if not open_cell or not open_cell.rates:
+                continue
+            ratios = []
+            for kind in ("stock", "ours"):
+                c = results.get((storage, n, "invited", kind))
+                ratios.append(f"{c.median() / open_cell.median():.2f}" if c and c.rates else "—")
+            rows.append(f"| {storage} | {n:,} | {ratios[0]} | {ratios[1]} |")
+    if not rows:
+        return []
+    return ["", "Invited registrations over open ones (median rates; 1.00 = the invite costs nothing):",
+            "", "| storage | N | stock invited/open | ours invited/open |", "|---|---:|---:|---:|", *rows]
+
+
 def render(results, storages, p, streams, profile, runtime, load_before, load_after, tracebacks,
            data_fs) -> str:
     m = machine_info()
@@ -929,11 +962,11 @@ def render(results, storages, p, streams, profile, runtime, load_before, load_af
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for storage in storages:
-        open_cell = results.get((storage, None, "open", "open"))
-        if open_cell and open_cell.rates:
-            lines.append(f"| {storage} | – | open registrations/s (no invite modules) | "
-                         f"{open_cell.fmt()} | | | {open_cell.fmt_cpu()} | | |")
         for n in p["ns"]:
+            open_cell = results.get((storage, n, "open", "open"))
+            if open_cell and open_cell.rates:
+                lines.append(f"| {storage} | {n:,} | open registrations/s (no invite modules; N not "
+                             f"applicable) | {open_cell.fmt()} | | | {open_cell.fmt_cpu()} | | |")
             for metric in ("preauth", "invited"):
                 s = results.get((storage, n, metric, "stock"), Cell())
                 o = results.get((storage, n, metric, "ours"), Cell())
@@ -942,6 +975,7 @@ def render(results, storages, p, streams, profile, runtime, load_before, load_af
                              if s.cpu_ms and o.cpu_ms else "—")
                 lines.append(f"| {storage} | {n:,} | {METRIC_NAMES[metric]} | {s.fmt()} | {o.fmt()} | "
                              f"{ratio} | {s.fmt_cpu()} | {o.fmt_cpu()} | {cpu_ratio} |")
+    lines += invited_over_open(results, storages, p)
     problems = [f"- {k}: {c.failed} failed operations, e.g. {c.errors[:1]}"
                 for k, c in results.items() if c.failed]
     problems += [f"- traceback: `{t}`" for t in tracebacks[:10]]
@@ -969,7 +1003,7 @@ def render(results, storages, p, streams, profile, runtime, load_before, load_af
         f"- **preauth**: {streams} unauthenticated streams, each sending preauth IQs "
         "(`<preauth xmlns='urn:xmpp:pars:0' token=…/>`) with one valid account-invite token (preauth "
         "doesn't consume), one in flight per stream, for a fixed time "
-        f"({p['preauth_s']:g} s, in segments of at most {C2S_TIMEOUT - 1.5:g} s with fresh streams, "
+        f"({p['preauth_s']:g} s per repetition in its two halves, in segments of at most {C2S_TIMEOUT - 1.5:g} s with fresh streams, "
         "since c2s_timeout closes streams still unauthenticated after that long); rate = successful "
         "replies / time.",
         f"- **invited registration**: {streams} workers; per registration a fresh TCP stream, stream "
@@ -980,10 +1014,15 @@ def render(results, storages, p, streams, profile, runtime, load_before, load_af
         "registrations / timed seconds. With internal storage, a round adds on average "
         f"{ROUND_SIZE['internal'] // 2} records to the N in the store.",
         f"- **open registration**: a third server without invite modules, `allow_registration = true`, "
-        f"same flow without preauth, {p['open_s']:g} s per repetition, once per storage: the floor set "
-        "by password hashing (SCRAM-SHA-1 PBKDF2) and account storage.",
-        "- Repetitions alternate the order stock/ours; a short warm-up precedes them. Every loop is "
-        "bounded by time and operation count.",
+        f"same flow without preauth, {p['open_s']:g} s per repetition: the floor set by password "
+        "hashing (SCRAM-SHA-1 PBKDF2) and account storage. It is measured in every (storage, N) cell, "
+        "in the middle of the invited phases of each repetition (N doesn't apply to it), so each "
+        "invited/open ratio compares phases of the same minutes.",
+        "- Each repetition measures in the order A B B A (stock/ours, swapped every other "
+        "repetition), each kind in two halves of the phase time placed symmetrically, so a drift of "
+        "the machine within a repetition hits both alike; the open phase sits in the middle of the "
+        "invited ones (A B open B A). A short warm-up precedes the repetitions. Every loop is bounded "
+        "by time and operation count.",
         "",
     ]
     return "\n".join(lines)
