@@ -79,25 +79,9 @@ impl Hasher for Fnv {
     }
 }
 
-/// Every key and constant value the glue hands to Lua on a hot path.
-const INTERNED: &[&str] = &[
-    "name",
-    "attr",
-    "tags",
-    "type",
-    "token",
-    "xmlns",
-    "preauth",
-    "jid",
-    "allow_registration",
-    "expires",
-    "reusable",
-    "additional_data",
-    "allow_reset",
-    "host",
-    "_record",
-    ns::PARS,
-];
+/// Keys and constants the glue hands to Lua on a hot path, besides the table keys it
+/// shares with [`lua_raw::KEYS`] (interned too).
+const INTERNED: &[&str] = &["preauth", "host", "_record", ns::PARS];
 
 /// Where an invite object presented at registration comes from.
 enum Source {
@@ -146,8 +130,9 @@ fn new_host(lua: &Lua, cfg: Table) -> LuaResult<(HostState, Option<String>)> {
 }
 
 fn interned(lua: &Lua) -> LuaResult<HashMap<&'static str, LuaString, BuildHasherDefault<Fnv>>> {
-    let mut strings = HashMap::with_capacity_and_hasher(INTERNED.len() + 8, Default::default());
-    for s in INTERNED.iter().copied() {
+    let mut strings =
+        HashMap::with_capacity_and_hasher(INTERNED.len() + lua_raw::KEYS.len(), Default::default());
+    for s in INTERNED.iter().chain(lua_raw::KEYS.iter()).copied() {
         strings.insert(s, lua.create_string(s)?);
     }
     Ok(strings)
@@ -632,7 +617,7 @@ impl UserData for HostState {
 
 #[cfg(test)]
 mod tests {
-    use super::INTERNED;
+    use super::{lua_raw, INTERNED};
 
     /// `k()` raises for a key missing from [`INTERNED`]; every literal key this file
     /// passes to `k()` or `field()` must be there.
@@ -660,7 +645,9 @@ mod tests {
         assert!(keys.len() > 10, "scan found {} keys", keys.len());
         for key in keys {
             assert!(
-                INTERNED.contains(&key.as_str()) || key == "kind",
+                INTERNED.contains(&key.as_str())
+                    || lua_raw::KEYS.contains(&key.as_str())
+                    || key == "kind",
                 "not interned: {key}"
             );
         }

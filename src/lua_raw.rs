@@ -33,9 +33,10 @@ pub struct Shared {
     pub epoch: Instant,
 }
 
-/// Upvalue 1 is the [`Shared`] userdata; the keys follow, then a (type, condition,
-/// text) triple per refusal.
-const KEYS: [&str; 12] = [
+/// The table keys read here (stanza and mod_invites record fields). Upvalue 1 is the
+/// [`Shared`] userdata; these keys follow, then a (type, condition, text) triple per
+/// refusal.
+pub const KEYS: [&str; 12] = [
     "tags",
     "name",
     "attr",
