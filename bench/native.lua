@@ -17,7 +17,8 @@ local state = native.new({
 	nodeprep = function (s) return nodeprep(s); end; stanza_mt = st.stanza_mt;
 });
 
-local preauth, preauth_finish = state:preauth_functions();
+local fns = state:functions();
+local preauth, preauth_finish = fns.preauth, fns.preauth_finish;
 
 local TOKEN = "1ZL5eQaUpJb8GSyY4ebnQ6v6";
 local iq = st.iq({ type = "set", id = "preauth-3c9a", to = "example.com" })
@@ -71,10 +72,10 @@ bench("preauth(stanza, ip, secure, same_host) (C function)", N, function () prea
 bench("preauth_finish(token, ip, record) valid (C function)", N, function () preauth_finish(TOKEN, "192.0.2.1", rec, nil); end);
 bench("preauth_finish(token, ip, nil) invalid (C function)", N, function () preauth_finish(TOKEN, "192.0.2.1", nil, nil); end);
 bench("st.reply (Lua, the valid preauth's reply)", N, function () st.reply(iq); end);
-bench("lookup_token(invite)", N, function () state:lookup_token(invite); end);
-bench("registering(invite, username)", N, function () state:registering(invite, "alice", false, nil); end);
-bench("claim + release", N, function () state:release(invite, state:claim(invite)); end);
-bench("settle(invite, nil)", N, function () state:settle(invite, nil); end);
+bench("lookup_token(invite) (C function)", N, function () fns.lookup_token(invite); end);
+bench("registering(invite, username) (C function)", N, function () fns.registering(invite, "alice", false, nil); end);
+bench("claim + release (C functions)", N, function () fns.release(invite, fns.claim(invite)); end);
+bench("settle(invite, nil) (C function)", N, function () fns.settle(invite, nil); end);
 bench("subscribe_token(presence)", N, function () state:subscribe_token(presence); end);
 bench("subscribe_token(tostring(presence)) (quick-xml)", N, function () state:subscribe_token(tostring(presence)); end);
 bench("contact_valid(token, expires)", N, function () state:contact_valid(TOKEN, rec.expires); end);

@@ -76,7 +76,11 @@ if option_warning then
 end
 
 local roles_store = store and module:open_store("roles");
-local preauth, preauth_finish = host_state:preauth_functions();
+-- The calls made once per preauth IQ or registration, as plain C functions.
+local native_fns = host_state:functions();
+local preauth, preauth_finish = native_fns.preauth, native_fns.preauth_finish;
+local lookup_token, registering = native_fns.lookup_token, native_fns.registering;
+local claim, settle_claim, release = native_fns.claim, native_fns.settle, native_fns.release;
 
 -- Deletes an invite's stored entries (never undoes the registration on failure).
 local function delete_entries(token, inviter)
@@ -188,14 +192,14 @@ module:hook("user-registering", function (event)
 	end
 	local invite = invite_of(event);
 	local record, err;
-	local token = host_state:lookup_token(invite);
+	local token = lookup_token(invite);
 	if token then
 		record, err = store:get(nil, token);
 		if err then
 			module:log("warn", "Failed to read invite token: %s", tostring(err));
 		end
 	end
-	local verdict, code, reason = host_state:registering(invite, event.username, false, record);
+	local verdict, code, reason = registering(invite, event.username, false, record);
 	if verdict == nil then
 		module:log("debug", "Refusing registration of %s: %s", tostring(event.username), code);
 		event.allowed = false;
@@ -217,7 +221,7 @@ module:hook("user-registering", function (event)
 	if type(invite) ~= "table" then
 		return;
 	end
-	local handle, err = host_state:claim(invite);
+	local handle, err = claim(invite);
 	if handle then
 		claims[invite] = handle;
 	elseif err then
@@ -233,7 +237,7 @@ module:wrap_event("stanza/iq/jabber:iq:register:query", function (handlers, even
 	local handle = invite and claims[invite];
 	if handle then
 		claims[invite] = nil;
-		host_state:release(invite, handle);
+		release(invite, handle);
 	end
 	return ret;
 end);
@@ -246,7 +250,7 @@ local function settle(event)
 	end
 	local handle = claims[invite];
 	claims[invite] = nil;
-	if not host_state:settle(invite, handle) then
+	if not settle_claim(invite, handle) then
 		return nil;
 	end
 	if not invite.reusable then

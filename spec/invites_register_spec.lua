@@ -21,21 +21,19 @@ local function new_state(cfg)
 	return state, warning;
 end
 
--- The preauth hot path's two plain functions of a state (made once per state).
+-- A state's plain C functions (`state:functions()`, made once per state).
 local functions_of = setmetatable({}, { __mode = "k" });
-local function functions(state)
+local function fn(state)
 	if not functions_of[state] then
-		functions_of[state] = { state:preauth_functions() };
+		functions_of[state] = state:functions();
 	end
-	return functions_of[state][1], functions_of[state][2];
+	return functions_of[state];
 end
 local function native_preauth(state, ...)
-	local f = functions(state);
-	return f(...);
+	return fn(state).preauth(...);
 end
 local function native_finish(state, ...)
-	local _, f = functions(state);
-	return f(...);
+	return fn(state).preauth_finish(...);
 end
 
 local function preauth_iq(token, attrs)
@@ -139,7 +137,7 @@ describe("invites_register", function ()
 		end);
 	end);
 
-	describe("#preauth_functions()", function ()
+	describe("#functions()", function ()
 		it("should refuse odd arguments without raising", function ()
 			local state = new_state();
 			local tagless = setmetatable({ name = "iq", attr = {} }, st.stanza_mt);
@@ -170,15 +168,16 @@ describe("invites_register", function ()
 			end
 		end);
 		it("should keep working after the state itself is collected", function ()
-			local p, f = new_state():preauth_functions();
+			local fns = new_state():functions();
+			local p, f = fns.preauth, fns.preauth_finish;
 			collectgarbage(); collectgarbage();
 			assert.equal("T", (p(preauth_iq("T"), "192.0.2.1", true, true)));
 			assert.same({ true }, { f("T", "192.0.2.1", record(), nil) });
 		end);
 		it("should share the throttle with the state's other functions", function ()
 			local state = new_state({ token_attempts = 1 });
-			local p1 = state:preauth_functions();
-			local _, f2 = state:preauth_functions();
+			local p1 = state:functions().preauth;
+			local f2 = state:functions().preauth_finish;
 			assert.is_nil((f2("x", "192.0.2.9", nil, nil)));
 			local token, err_type, condition = p1(preauth_iq("T"), "192.0.2.9", true, true);
 			assert.is_nil(token);
@@ -194,8 +193,8 @@ describe("invites_register", function ()
 			assert.equal("result", reply.attr.type);
 			assert.is_true(valid);
 			assert.is_nil(invite.inviter);
-			assert.equal("register", state:kind(invite));
-			assert.is_nil(new_state({ host = "other.example" }):kind(invite));
+			assert.equal("register", fn(state).kind(invite));
+			assert.is_nil(fn(new_state({ host = "other.example" })).kind(invite));
 		end);
 		it("should name the inviter of a roster invite", function ()
 			local _, invite = preauth(new_state(), "T", record({ type = "roster", jid = "juliet@example.com", allow_registration = "true" }));
@@ -229,43 +228,64 @@ describe("invites_register", function ()
 
 	describe("#registering()", function ()
 		it("should refuse without an invite when invite-only", function ()
-			local ok, code, reason = new_state():registering(nil, "alice", false, nil);
+			local ok, code, reason = fn(new_state()).registering(nil, "alice", false, nil);
 			assert.is_nil(ok);
 			assert.equal("invite-required", code);
 			assert.equal("Registration on this server is through invitation only", reason);
 		end);
 		it("should have no opinion without an invite when not invite-only", function ()
-			assert.is_false(new_state({ invite_only = false }):registering(nil, "alice", false, nil));
+			assert.is_false(fn(new_state({ invite_only = false })).registering(nil, "alice", false, nil));
 		end);
 		it("should enforce username binding after nodeprep", function ()
 			local state = new_state();
 			local _, invite = preauth(state, "T", record({ jid = "Alice@example.com" }));
-			local ok, code = state:registering(invite, "mallory", false, nil);
+			local ok, code = fn(state).registering(invite, "mallory", false, nil);
 			assert.is_nil(ok);
 			assert.equal("wrong-username", code);
-			assert.is_true(state:registering(invite, "ALICE", false, nil));
+			assert.is_true(fn(state).registering(invite, "ALICE", false, nil));
 		end);
 		it("should limit a reset invite to its user", function ()
 			local state = new_state();
 			local _, invite = preauth(state, "T", record({ jid = "bob@example.com", additional_data = { allow_reset = "bob" } }));
-			local ok, code = state:registering(invite, "eve", false, nil);
+			local ok, code = fn(state).registering(invite, "eve", false, nil);
 			assert.is_nil(ok);
 			assert.equal("wrong-reset-username", code);
-			assert.equal("bob", state:registering(invite, "bob", false, nil));
+			assert.equal("bob", fn(state).registering(invite, "bob", false, nil));
+		end);
+		it("should refuse odd invites and survive a failing nodeprep without raising", function ()
+			local state = new_state();
+			for _, invite in ipairs({ 5, "T", {}, { _record = 5 }, { _record = {}, host = 1 },
+				{ _record = record(), host = "other.example", token = "T" } }) do
+				local ok, code = fn(state).registering(invite, "alice", false, nil);
+				assert.is_nil(ok);
+				assert.equal("string", type(code));
+				assert.is_nil(fn(state).claim(invite));
+				assert.is_false(fn(state).settle(invite, "h"));
+				assert.is_false(fn(state).release(invite, "h"));
+			end
+			local raising = new_state({ nodeprep = function () error("boom"); end });
+			local _, invite = preauth(raising, "T", record({ jid = "alice@example.com" }));
+			local ok, code = fn(raising).registering(invite, "alice", false, nil);
+			assert.is_nil(ok);
+			assert.equal("wrong-username", code);
+			local handle = fn(state).claim({ token = "F" });
+			assert.equal("string", type(handle));
+			assert.is_false(fn(state).settle({ token = "F" }, 42));
+			assert.is_true(fn(state).settle({ token = "F" }, handle));
 		end);
 		it("should ignore an invite validated on another host", function ()
 			local other = new_state({ host = "other.example" });
 			local _, invite = preauth(other, "T", record());
-			local ok, code = new_state():registering(invite, "alice", false, nil);
+			local ok, code = fn(new_state()).registering(invite, "alice", false, nil);
 			assert.is_nil(ok);
 			assert.equal("invite-required", code);
 		end);
 		it("should judge a front-end invite by its re-read record", function ()
 			local state = new_state();
 			local foreign = { token = "F", type = "register" };
-			assert.equal("F", state:lookup_token(foreign));
-			assert.is_true(state:registering(foreign, "alice", false, record({ token = "F" })));
-			local ok, code = state:registering(foreign, "alice", false, nil);
+			assert.equal("F", fn(state).lookup_token(foreign));
+			assert.is_true(fn(state).registering(foreign, "alice", false, record({ token = "F" })));
+			local ok, code = fn(state).registering(foreign, "alice", false, nil);
 			assert.is_nil(ok);
 			assert.equal("token-used", code);
 		end);
@@ -276,22 +296,22 @@ describe("invites_register", function ()
 			local state = new_state();
 			local _, a = preauth(state, "T", record());
 			local _, b = preauth(state, "T", record());
-			local handle = state:claim(a);
+			local handle = fn(state).claim(a);
 			assert.is_string(handle);
-			local ok, code = state:registering(b, "bob", false, nil);
+			local ok, code = fn(state).registering(b, "bob", false, nil);
 			assert.is_nil(ok);
 			assert.equal("token-used", code);
-			assert.is_nil(state:claim(b));
-			assert.is_true(state:release(a, handle));
-			assert.is_true(state:registering(b, "bob", false, nil));
+			assert.is_nil(fn(state).claim(b));
+			assert.is_true(fn(state).release(a, handle));
+			assert.is_true(fn(state).registering(b, "bob", false, nil));
 		end);
 		it("should consume on settle, once", function ()
 			local state = new_state();
 			local _, a = preauth(state, "T", record());
-			local handle = state:claim(a);
-			assert.is_true(state:settle(a, handle));
-			assert.is_false(state:settle(a, handle));
-			assert.is_nil(state:registering(a, "x", false, nil));
+			local handle = fn(state).claim(a);
+			assert.is_true(fn(state).settle(a, handle));
+			assert.is_false(fn(state).settle(a, handle));
+			assert.is_nil(fn(state).registering(a, "x", false, nil));
 			local reply, invite = preauth(state, "T", record());
 			assert.is_nil(invite, "consumed tokens are invalid at preauth");
 			assert.equal("item-not-found", reply.tags[1].tags[1].name);
@@ -299,9 +319,9 @@ describe("invites_register", function ()
 		it("should never claim reusable tokens", function ()
 			local state = new_state();
 			local _, a = preauth(state, "T", record({ reusable = true }));
-			assert.is_nil(state:claim(a));
-			assert.is_true(state:settle(a, nil));
-			assert.is_true(state:registering(a, "x", false, nil));
+			assert.is_nil(fn(state).claim(a));
+			assert.is_true(fn(state).settle(a, nil));
+			assert.is_true(fn(state).registering(a, "x", false, nil));
 		end);
 	end);
 

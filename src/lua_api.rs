@@ -17,17 +17,12 @@ use mlua::{
 };
 use parking_lot::Mutex;
 
-use crate::error::Error;
 use crate::host::{self, Config, Host, RawOption};
-use crate::invite::{self, Flag, Kind, Record, ValidInvite};
+use crate::invite;
 use crate::lua_raw;
 use crate::ns;
-use crate::policy::{self, Decision, Presented, Roles, Scalar};
+use crate::policy::{self, Roles, Scalar};
 use crate::stanza::{self, Element, Node};
-use crate::token;
-
-/// Claims for front-end invites without a known expiry are remembered this long, s.
-const FOREIGN_EXPIRY_S: i64 = 7 * 86_400;
 
 /// Builds the exports table.
 pub fn exports(lua: &Lua) -> LuaResult<Table> {
@@ -79,21 +74,6 @@ impl Hasher for Fnv {
     }
 }
 
-/// Keys and constants the glue hands to Lua on a hot path, besides the table keys it
-/// shares with [`lua_raw::KEYS`] (interned too).
-const INTERNED: &[&str] = &["preauth", "host", "_record", ns::PARS];
-
-/// Where an invite object presented at registration comes from.
-enum Source {
-    /// This module's preauth on this host: the record read then, validated again
-    /// without expiry (XEP-0445 never re-checks it).
-    Ours(ValidInvite),
-    /// This module's preauth on another host: counts as no invite here.
-    OtherHost,
-    /// A front-end's object (mod_invites' own): judged by its re-read record.
-    FrontEnd,
-}
-
 fn raw_option(v: Value) -> RawOption {
     match v {
         Value::Nil => RawOption::Unset,
@@ -130,9 +110,9 @@ fn new_host(lua: &Lua, cfg: Table) -> LuaResult<(HostState, Option<String>)> {
 }
 
 fn interned(lua: &Lua) -> LuaResult<HashMap<&'static str, LuaString, BuildHasherDefault<Fnv>>> {
-    let mut strings =
-        HashMap::with_capacity_and_hasher(INTERNED.len() + lua_raw::KEYS.len(), Default::default());
-    for s in INTERNED.iter().chain(lua_raw::KEYS.iter()).copied() {
+    let mut strings = HashMap::with_capacity_and_hasher(lua_raw::KEYS.len(), Default::default());
+    // The keys lua_raw reads are the ones read here too.
+    for s in lua_raw::KEYS {
         strings.insert(s, lua.create_string(s)?);
     }
     Ok(strings)
@@ -147,13 +127,6 @@ fn num(v: &Value) -> Option<f64> {
     match v {
         Value::Integer(i) => Some(*i as f64),
         Value::Number(n) => Some(*n),
-        _ => None,
-    }
-}
-
-fn string(v: Value) -> Option<String> {
-    match v {
-        Value::String(s) => s.to_str().ok().map(|s| s.to_owned()),
         _ => None,
     }
 }
@@ -184,7 +157,7 @@ impl HostState {
         }
     }
 
-    /// The interned Lua string `key` (in [`INTERNED`]); borrowed, so pushing it costs no
+    /// The interned Lua string `key` (in [`lua_raw::KEYS`]); borrowed, so pushing it costs no
     /// reference churn.
     fn k(&self, key: &'static str) -> LuaResult<&LuaString> {
         self.strings
@@ -195,27 +168,6 @@ impl HostState {
     /// Field `key` of `t` (raw), by an interned key.
     fn field(&self, t: &Table, key: &'static str) -> LuaResult<Value> {
         t.raw_get(self.k(key)?)
-    }
-
-    /// Decodes a mod_invites host record; never fails on odd shapes (they just don't
-    /// validate).
-    fn decode_record(&self, t: &Table) -> LuaResult<Record> {
-        let allow_reset = match self.field(t, "additional_data")? {
-            Value::Table(ad) => string(self.field(&ad, "allow_reset")?),
-            _ => None,
-        };
-        Ok(Record {
-            kind: string(self.field(t, "type")?),
-            jid: string(self.field(t, "jid")?),
-            allow_registration: match self.field(t, "allow_registration")? {
-                Value::Nil => Flag::Absent,
-                Value::Boolean(false) => Flag::False,
-                _ => Flag::Truthy,
-            },
-            expires: num(&self.field(t, "expires")?),
-            reusable: truthy(&self.field(t, "reusable")?),
-            allow_reset,
-        })
     }
 
     /// The `token` attribute (any Lua value) of `child` when it is a
@@ -281,111 +233,6 @@ impl HostState {
         t.set_metatable(Some(self.stanza_mt.clone()))?;
         Ok(t)
     }
-
-    fn nodeprep(&self, s: &str) -> LuaResult<Option<String>> {
-        self.nodeprep.call::<Option<String>>(s)
-    }
-
-    /// The session table mod_invites' consumers expect (`token`, `username`, `inviter`,
-    /// `type`, `uri`, `additional_data`, `reusable`) plus our `host` and native half.
-    /// Tells this module's invites (they carry the `_record` read at preauth and the
-    /// `host` that validated it) from a front-end's.
-    fn source(&self, invite: &Table) -> LuaResult<Source> {
-        let Value::Table(record) = self.field(invite, "_record")? else {
-            return Ok(Source::FrontEnd);
-        };
-        if !is_str(&self.field(invite, "host")?, &self.name) {
-            return Ok(Source::OtherHost);
-        }
-        let token = string(self.field(invite, "token")?).unwrap_or_default();
-        Ok(match self.decode_record(&record)?.validate(&token, None) {
-            Ok(v) => Source::Ours(v),
-            Err(_) => Source::OtherHost,
-        })
-    }
-
-    /// The token, reusability and expiry of any invite object (ours or a front-end's).
-    fn invite_facts(&self, invite: &Table) -> LuaResult<Option<(String, bool, i64)>> {
-        match self.source(invite)? {
-            Source::Ours(v) => Ok(Some((v.token, v.reusable, v.expires))),
-            Source::OtherHost => Ok(None),
-            Source::FrontEnd => {
-                let Some(token) = string(invite.get("token")?) else {
-                    return Ok(None);
-                };
-                let reusable = truthy(&invite.get("reusable")?);
-                Ok(Some((token, reusable, now_s() + FOREIGN_EXPIRY_S)))
-            }
-        }
-    }
-
-    /// Normalises an invite's binding and reset user for [`policy::decide`].
-    fn normalised(&self, valid: &ValidInvite, used: bool) -> LuaResult<Normalised> {
-        let prep = |v: &Option<String>| -> LuaResult<Option<String>> {
-            match v {
-                Some(s) => Ok(Some(self.nodeprep(s)?.unwrap_or_default())),
-                None => Ok(None),
-            }
-        };
-        Ok(Normalised {
-            bound: prep(&valid.bound)?,
-            reset: prep(&valid.allow_reset)?,
-            used,
-        })
-    }
-
-    /// What the registration presents: `None` without an invite for this host,
-    /// `Some(Err)` for a front-end invite whose record is gone or invalid.
-    fn presented_invite(
-        &self,
-        invite: &Value,
-        record: &Value,
-    ) -> LuaResult<Option<Result<Normalised, Error>>> {
-        let Value::Table(inv) = invite else {
-            return Ok(None);
-        };
-        let now_ms = self.now_ms();
-        let now = now_s();
-        match self.source(inv)? {
-            Source::Ours(v) => {
-                let used = self
-                    .host
-                    .lock()
-                    .ledger
-                    .is_used(&v.token, v.reusable, now_ms, now);
-                return Ok(Some(Ok(self.normalised(&v, used)?)));
-            }
-            Source::OtherHost => return Ok(None),
-            Source::FrontEnd => {}
-        }
-        let token = string(inv.get("token")?).unwrap_or_default();
-        let valid = match record {
-            Value::Table(r) => self.decode_record(r)?.validate(&token, None).ok(),
-            _ => None,
-        };
-        Ok(Some(match valid {
-            Some(v) => {
-                let used = self
-                    .host
-                    .lock()
-                    .ledger
-                    .is_used(&token, v.reusable, now_ms, now);
-                Ok(self.normalised(&v, used)?)
-            }
-            None => Err(Error::TokenUsed),
-        }))
-    }
-}
-
-/// Owned form of [`Presented`].
-struct Normalised {
-    bound: Option<String>,
-    reset: Option<String>,
-    used: bool,
-}
-
-fn code(e: Error) -> (Value, &'static str, &'static str) {
-    (Value::Nil, e.code(), e.text())
 }
 
 impl UserData for HostState {
@@ -399,123 +246,31 @@ impl UserData for HostState {
             Ok(t)
         });
 
-        // preauth_functions() → preauth, preauth_finish: the preauth hot path as plain C
-        // functions over this host's state (see lua_raw.rs).
+        // functions() → a table of plain C functions over this host's state, for the
+        // calls made once per preauth IQ or registration (see lua_raw.rs):
         //   preauth(stanza, ip, secure, same_host) → token to look up | nil, type, condition, text
         //   preauth_finish(token, ip, record, err) → true, inviter-or-nil | nil, type, condition, text
-        // On success the plugin makes `session.validated_invite`, keeping the record.
-        methods.add_method("preauth_functions", |lua, this, ()| {
+        //   lookup_token(invite) → token of a front-end invite whose record must be re-read
+        //   registering(invite, username, already_refused, record) →
+        //     true | reset-username | false (no opinion) | nil, code, reason
+        //   claim(invite) → handle | nothing (nothing to claim) | nil, "token-used"
+        //   settle(invite, handle) → true when this registration should act on the invite
+        //   release(invite, handle) → true when a claim was given back
+        //   kind(invite) → "register" | "roster" for this module's invites (tests, logs)
+        // On a valid preauth the plugin makes `session.validated_invite`, keeping the record.
+        methods.add_method("functions", |lua, this, ()| {
             let shared = lua_raw::Shared {
                 host: Arc::clone(&this.host),
                 epoch: this.epoch,
+                name: this.name.clone(),
             };
-            // SAFETY: push_functions only pushes values (2 results) and runs inside the
-            // protected call exec_raw sets up.
+            // SAFETY: push_functions only pushes values (one table) and runs inside the
+            // protected call exec_raw sets up, with the nodeprep function at index 1.
             unsafe {
-                lua.exec_raw::<(Function, Function)>((), move |state| {
-                    lua_raw::push_functions(state, shared)
+                lua.exec_raw::<Table>(this.nodeprep.clone(), move |state| {
+                    lua_raw::push_functions(state, shared, 1)
                 })
             }
-        });
-
-        // lookup_token(invite) → token of a front-end invite whose record must be re-read
-        methods.add_method("lookup_token", |_, this, invite: Value| {
-            let Value::Table(t) = invite else {
-                return Ok(None);
-            };
-            if !matches!(this.source(&t)?, Source::FrontEnd) {
-                return Ok(None);
-            }
-            Ok(string(t.get("token")?).filter(|t| token::is_lookup_candidate(t)))
-        });
-
-        // registering(invite, username, already_refused, record) →
-        //   true | reset-username | false (no opinion) | nil, code, reason
-        methods.add_method(
-            "registering",
-            |lua, this, (invite, username, refused, record): (Value, Value, bool, Value)| {
-                let invite_only = this.host.lock().config.invite_only;
-                let username = match string(username) {
-                    Some(u) => this.nodeprep(&u)?,
-                    None => None,
-                };
-                let facts = this.presented_invite(&invite, &record)?;
-                let presented = facts.as_ref().map(|f| match f {
-                    Ok(n) => Ok(Presented {
-                        used: n.used,
-                        bound: n.bound.as_deref(),
-                        reset: n.reset.as_deref(),
-                    }),
-                    Err(e) => Err(*e),
-                });
-                let decision = policy::decide(invite_only, refused, presented, username.as_deref());
-                let mut out = MultiValue::new();
-                match decision {
-                    Decision::NoOpinion => out.push_back(Value::Boolean(false)),
-                    Decision::Allow { allow_reset: None } => out.push_back(Value::Boolean(true)),
-                    Decision::Allow {
-                        allow_reset: Some(u),
-                    } => out.push_back(Value::String(lua.create_string(&u)?)),
-                    Decision::Refuse(e) => {
-                        let (nil, c, text) = code(e);
-                        out.push_back(nil);
-                        out.push_back(Value::String(lua.create_string(c)?));
-                        out.push_back(Value::String(lua.create_string(text)?));
-                    }
-                }
-                Ok(out)
-            },
-        );
-
-        // claim(invite) → handle | nil (nothing to claim) | nil, "token-used"
-        methods.add_method("claim", |lua, this, invite: Table| {
-            let mut out = MultiValue::new();
-            let Some((token, reusable, expires)) = this.invite_facts(&invite)? else {
-                return Ok(out);
-            };
-            if reusable {
-                return Ok(out);
-            }
-            let handle = token::generate(&mut rand::rng());
-            let now = this.now_ms();
-            match this
-                .host
-                .lock()
-                .ledger
-                .claim(&token, handle.clone(), expires, now)
-            {
-                Ok(()) => out.push_back(Value::String(lua.create_string(&handle)?)),
-                Err(e) => {
-                    out.push_back(Value::Nil);
-                    out.push_back(Value::String(lua.create_string(e.code())?));
-                }
-            }
-            Ok(out)
-        });
-
-        // settle(invite, handle) → true when this registration should act on the invite
-        methods.add_method(
-            "settle",
-            |_, this, (invite, handle): (Table, Option<String>)| {
-                let Some((token, reusable, _)) = this.invite_facts(&invite)? else {
-                    return Ok(false);
-                };
-                if reusable {
-                    return Ok(true);
-                }
-                let Some(handle) = handle else {
-                    return Ok(false);
-                };
-                Ok(this.host.lock().ledger.settle(&token, &handle, now_s()))
-            },
-        );
-
-        // release(invite, handle) → true when a claim was given back
-        methods.add_method("release", |_, this, (invite, handle): (Table, String)| {
-            let Some((token, _, _)) = this.invite_facts(&invite)? else {
-                return Ok(false);
-            };
-            Ok(this.host.lock().ledger.release(&token, &handle))
         });
 
         // subscribe_token(stanza) → token of a XEP-0379 subscription request, or nil.
@@ -551,7 +306,7 @@ impl UserData for HostState {
             let now = now_s();
             let expires = num(&expires)
                 .map(|e| e as i64)
-                .unwrap_or(now + FOREIGN_EXPIRY_S);
+                .unwrap_or(now + lua_raw::FOREIGN_EXPIRY_S);
             this.host.lock().ledger.mark_consumed(&token, expires, now);
             Ok(())
         });
@@ -601,25 +356,14 @@ impl UserData for HostState {
             t.set("throttled_addresses", h.throttled_addresses())?;
             Ok(t)
         });
-
-        // kind(invite) → "register" | "roster" for this module's invites (tests, logs)
-        methods.add_method("kind", |_, this, invite: Table| {
-            Ok(match this.source(&invite)? {
-                Source::Ours(v) => Some(match v.kind {
-                    Kind::Register => "register",
-                    Kind::Roster => "roster",
-                }),
-                _ => None,
-            })
-        });
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{lua_raw, INTERNED};
+    use super::lua_raw;
 
-    /// `k()` raises for a key missing from [`INTERNED`]; every literal key this file
+    /// `k()` raises for a key missing from [`lua_raw::KEYS`]; every literal key this file
     /// passes to `k()` or `field()` must be there.
     #[test]
     fn test_every_key_is_interned() {
@@ -642,12 +386,10 @@ mod tests {
                 keys.push(lit[..lit.find('"').unwrap_or(lit.len())].to_owned());
             }
         }
-        assert!(keys.len() > 10, "scan found {} keys", keys.len());
+        assert!(keys.len() > 5, "scan found {} keys", keys.len());
         for key in keys {
             assert!(
-                INTERNED.contains(&key.as_str())
-                    || lua_raw::KEYS.contains(&key.as_str())
-                    || key == "kind",
+                lua_raw::KEYS.contains(&key.as_str()) || key == "kind",
                 "not interned: {key}"
             );
         }

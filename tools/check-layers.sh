@@ -1,6 +1,6 @@
 #!/bin/sh
 # Keeps the layers honest (STYLE.md): mlua only in the glue (lua_api.rs, and lua_raw.rs
-# for the preauth hot path through Lua's C API) and the entry point,
+# for the per-stanza and per-registration calls through Lua's C API) and the entry point,
 # namespaces only in ns.rs, no Prosody API call outside the Lua shim.
 status=0
 bad=$(grep -ln "mlua" src/*.rs | grep -v -e "src/lua_api.rs" -e "src/lua_raw.rs" -e "src/lib.rs")
