@@ -242,6 +242,11 @@ fn utf8(b: Option<&[u8]>) -> Option<&str> {
     b.and_then(|b| std::str::from_utf8(b).ok())
 }
 
+/// Runs `f`; a panic counts as `None` (fail closed) instead of unwinding into Lua.
+fn guarded<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(f)).ok().flatten()
+}
+
 /// Pushes `t[key]` (raw) for the table at `t` and returns its type.
 unsafe fn get(state: *mut lua_State, t: c_int, key: Key) -> c_int {
     ffi::lua_pushvalue(state, ffi::lua_upvalueindex(UP_KEYS + key as c_int));
@@ -477,11 +482,8 @@ unsafe fn invite_facts(
 /// else nil.
 unsafe extern "C-unwind" fn lookup_token(state: *mut lua_State) -> c_int {
     ffi::lua_settop(state, 1);
-    let front_end = catch_unwind(AssertUnwindSafe(|| match shared(state) {
-        Some(shared) => matches!(source(state, shared, 1), Source::FrontEnd),
-        None => false,
-    }))
-    .unwrap_or(false);
+    let front_end = guarded(|| Some(matches!(source(state, shared(state)?, 1), Source::FrontEnd)))
+        .unwrap_or(false);
     if !front_end {
         return 0;
     }
@@ -692,7 +694,7 @@ unsafe extern "C-unwind" fn claim(state: *mut lua_State) -> c_int {
 /// (consume it): the claim `handle` holds it, or it is reusable.
 unsafe extern "C-unwind" fn settle(state: *mut lua_State) -> c_int {
     ffi::lua_settop(state, 2);
-    let settled = catch_unwind(AssertUnwindSafe(|| {
+    let settled = guarded(|| {
         let shared = shared(state)?;
         let (token, reusable, _) = invite_facts(state, shared, 1)?;
         if reusable {
@@ -700,9 +702,7 @@ unsafe extern "C-unwind" fn settle(state: *mut lua_State) -> c_int {
         }
         let handle = utf8(str_at(state, 2))?;
         Some(shared.host.lock().ledger.settle(&token, handle, now_s()))
-    }))
-    .ok()
-    .flatten()
+    })
     .unwrap_or(false);
     ffi::lua_pushboolean(state, c_int::from(settled));
     1
@@ -711,14 +711,12 @@ unsafe extern "C-unwind" fn settle(state: *mut lua_State) -> c_int {
 /// `release(invite, handle)` → true when a claim was given back.
 unsafe extern "C-unwind" fn release(state: *mut lua_State) -> c_int {
     ffi::lua_settop(state, 2);
-    let released = catch_unwind(AssertUnwindSafe(|| {
+    let released = guarded(|| {
         let shared = shared(state)?;
         let (token, _, _) = invite_facts(state, shared, 1)?;
         let handle = utf8(str_at(state, 2))?;
         Some(shared.host.lock().ledger.release(&token, handle))
-    }))
-    .ok()
-    .flatten()
+    })
     .unwrap_or(false);
     ffi::lua_pushboolean(state, c_int::from(released));
     1
@@ -727,15 +725,10 @@ unsafe extern "C-unwind" fn release(state: *mut lua_State) -> c_int {
 /// `kind(invite)` → "register" | "roster" for an invite this host validated, else nil.
 unsafe extern "C-unwind" fn kind(state: *mut lua_State) -> c_int {
     ffi::lua_settop(state, 1);
-    let kind = catch_unwind(AssertUnwindSafe(|| {
-        let shared = shared(state)?;
-        match source(state, shared, 1) {
-            Source::Ours(v) => Some(v.kind),
-            _ => None,
-        }
-    }))
-    .ok()
-    .flatten();
+    let kind = guarded(|| match source(state, shared(state)?, 1) {
+        Source::Ours(v) => Some(v.kind),
+        _ => None,
+    });
     match kind {
         Some(Kind::Register) => push_str(state, "register"),
         Some(Kind::Roster) => push_str(state, "roster"),
