@@ -791,37 +791,41 @@ def main() -> int:
     servers: list[Server] = []
     try:
         for storage in storages:
-            open_srv = None
-            if not args.skip_open:
-                open_srv = Server(root, "open", storage, None).start()
-                servers.append(open_srv)
-                measure_open(open_srv, streams, 0.5, 50)  # warm-up
-
             for n in p["ns"]:
-                pair = {}
-                admins = {}
-                tokens = {}
-                for kind in ("stock", "ours"):
-                    srv = Server(root, kind, storage, ours_dir, args.timing).start()
-                    servers.append(srv)
-                    who = identify(srv)
-                    if who != kind:
-                        raise RuntimeError(f"{kind} server answers like {who!r}")
-                    admin = Admin(srv.admin_socket)
-                    t0 = time.monotonic()
-                    if n:
-                        admin.create(n)
-                    tokens[kind] = admin.create(1, want_tokens=True)[0]
-                    log(f"{storage} N={n} {kind}: {n} unrelated invites created in "
-                        f"{time.monotonic() - t0:.2f}s")
-                    # warm-up, not counted
-                    measure_preauth(srv, tokens[kind], streams, 0.3, 1000)
-                    measure_invited(srv, admin, streams, 0.3, 8, 8)
-                    pair[kind], admins[kind] = srv, admin
-                    if args.timing:
-                        admin.timing()
-
                 for r in range(p["reps"]):
+                    # Fresh server processes every repetition: a process keeps whatever
+                    # speed its memory layout gives it (seen: identical store calls 10 %
+                    # slower in one process than in another), so one pair per cell would
+                    # bias the cell's ratio.
+                    pair: dict[str, Server] = {}
+                    admins: dict[str, Admin] = {}
+                    tokens: dict[str, str] = {}
+                    for kind in ("stock", "ours"):
+                        srv = Server(root, kind, storage, ours_dir, args.timing).start()
+                        servers.append(srv)
+                        who = identify(srv)
+                        if who != kind:
+                            raise RuntimeError(f"{kind} server answers like {who!r}")
+                        admin = Admin(srv.admin_socket)
+                        t0 = time.monotonic()
+                        if n:
+                            admin.create(n)
+                        tokens[kind] = admin.create(1, want_tokens=True)[0]
+                        if r == 0:
+                            log(f"{storage} N={n} {kind}: {n} unrelated invites created in "
+                                f"{time.monotonic() - t0:.2f}s")
+                        # warm-up, not counted
+                        measure_preauth(srv, tokens[kind], streams, 0.3, 1000)
+                        measure_invited(srv, admin, streams, 0.3, 8, 8)
+                        pair[kind], admins[kind] = srv, admin
+                        if args.timing:
+                            admin.timing()
+                    open_srv = None
+                    if not args.skip_open:
+                        open_srv = Server(root, "open", storage, None).start()
+                        servers.append(open_srv)
+                        measure_open(open_srv, streams, 0.5, 50)  # warm-up
+
                     a, b = ("stock", "ours") if r % 2 == 0 else ("ours", "stock")
                     # A B B A: each kind in two halves placed symmetrically, so a drift of the
                     # machine within the repetition hits both alike; the open floor sits in the
@@ -848,15 +852,12 @@ def main() -> int:
                             if args.timing:
                                 add_timing(timings, (storage, n, metric, kind), admins[kind].timing(), t.ok)
                             log_phase(f"{storage} N={n} {kind} {metric} rep {r + 1}", t)
-                for kind, srv in pair.items():
-                    admins[kind].close()
-                    srv.stop()
-                    tracebacks += [f"{kind}/{storage}/N={n}: {x}" for x in srv.tracebacks()]
-                    srv.keep_logs_if_tracebacks(f"{kind}-{storage}-N{n}")
-            if open_srv:
-                open_srv.stop()
-                tracebacks += [f"open/{storage}: {x}" for x in open_srv.tracebacks()]
-                open_srv.keep_logs_if_tracebacks(f"open-{storage}")
+                    for kind, srv in [*pair.items(), *([("open", open_srv)] if open_srv else [])]:
+                        if kind in admins:
+                            admins[kind].close()
+                        srv.stop()
+                        tracebacks += [f"{kind}/{storage}/N={n}/rep {r + 1}: {x}" for x in srv.tracebacks()]
+                        srv.keep_logs_if_tracebacks(f"{kind}-{storage}-N{n}-rep{r + 1}")
     finally:
         for srv in servers:
             srv.stop()
@@ -984,8 +985,9 @@ def render(results, storages, p, streams, profile, runtime, load_before, load_af
         "",
         "## Method",
         "",
-        "- Two private Prosody servers per (storage, N), side by side on 127.0.0.1 with free ports, own "
-        "data directories, `run_as_root = true`, log level warn, `c2s_timeout = 5`, "
+        "- Two private Prosody servers per (storage, N) and repetition (fresh processes and data each "
+        "repetition: a process keeps whatever speed its memory layout gives it, so one pair per cell "
+        "would bias that cell), side by side on 127.0.0.1 with free ports, own data directories, `run_as_root = true`, log level warn, `c2s_timeout = 5`, "
         "`c2s_require_encryption = false`, `allow_unencrypted_plain_auth = true` (plaintext, to measure "
         "the module rather than TLS), `authentication = \"internal_hashed\"`. mod_register_limits' "
         "throttle is off (no `min_seconds_between_registrations`/`registration_throttle_max`) and "
@@ -1021,7 +1023,7 @@ def render(results, storages, p, streams, profile, runtime, load_before, load_af
         "- Each repetition measures in the order A B B A (stock/ours, swapped every other "
         "repetition), each kind in two halves of the phase time placed symmetrically, so a drift of "
         "the machine within a repetition hits both alike; the open phase sits in the middle of the "
-        "invited ones (A B open B A). A short warm-up precedes the repetitions. Every loop is bounded "
+        "invited ones (A B open B A). A short warm-up precedes each repetition. Every loop is bounded "
         "by time and operation count.",
         "",
     ]
