@@ -162,7 +162,7 @@ local function result_of(iq)
 end
 
 -- Client submits a preauth token before registering (XEP-0445 / XEP-0401). The library
--- decides; Prosody's util.stanza builds the reply.
+-- decides; the reply is result_of(stanza), or st.error_reply with the library's refusal.
 module:hook("stanza/iq/urn:xmpp:pars:0:preauth", function (event)
 	local origin, stanza = event.origin, event.stanza;
 	local token, err_type, condition, text = preauth(stanza, origin.ip, origin.secure,

@@ -42,11 +42,10 @@ pub(crate) fn now_s() -> i64 {
 
 /// Per-host state handed to the plugin: `native.new(config)`.
 pub struct HostState {
-    name: String,
-    host: Arc<Mutex<Host>>,
+    /// The host's throttle, ledger, settings and clock, shared with the C functions.
+    shared: lua_raw::Shared,
     nodeprep: Function,
     stanza_mt: Table,
-    epoch: Instant,
     /// Lua strings made once: creating a Lua string from Rust is a protected call
     /// (~700 instructions), the hot paths' main cost before (callgrind).
     strings: HashMap<&'static str, LuaString, BuildHasherDefault<Fnv>>,
@@ -99,11 +98,13 @@ fn new_host(lua: &Lua, cfg: Table) -> LuaResult<(HostState, Option<String>)> {
         token_attempts: attempts,
     };
     let state = HostState {
-        name: config.host.clone(),
-        host: Arc::new(Mutex::new(Host::new(config))),
+        shared: lua_raw::Shared {
+            name: config.host.clone(),
+            host: Arc::new(Mutex::new(Host::new(config))),
+            epoch: Instant::now(),
+        },
         nodeprep: cfg.get("nodeprep")?,
         stanza_mt: cfg.get("stanza_mt")?,
-        epoch: Instant::now(),
         strings: interned(lua)?,
     };
     Ok((state, warning))
@@ -145,10 +146,6 @@ fn to_scalar(v: &Value) -> Scalar {
 }
 
 impl HostState {
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
     /// A Lua string for `s`: interned when known, else made now.
     fn s(&self, lua: &Lua, s: &str) -> LuaResult<LuaString> {
         match self.strings.get(s) {
@@ -259,11 +256,7 @@ impl UserData for HostState {
         //   kind(invite) → "register" | "roster" for this module's invites (tests, logs)
         // On a valid preauth the plugin makes `session.validated_invite`, keeping the record.
         methods.add_method("functions", |lua, this, ()| {
-            let shared = lua_raw::Shared {
-                host: Arc::clone(&this.host),
-                epoch: this.epoch,
-                name: this.name.clone(),
-            };
+            let shared = this.shared.clone();
             // SAFETY: push_functions only pushes values (one table) and runs inside the
             // protected call exec_raw sets up, with the nodeprep function at index 1.
             unsafe {
@@ -292,11 +285,12 @@ impl UserData for HostState {
             "contact_valid",
             |_, this, (token, expires): (String, Value)| {
                 let now = now_s();
-                let used = this
-                    .host
-                    .lock()
-                    .ledger
-                    .is_used(&token, false, this.now_ms(), now);
+                let used = this.shared.host.lock().ledger.is_used(
+                    &token,
+                    false,
+                    this.shared.now_ms(),
+                    now,
+                );
                 Ok(!used && invite::contact_entry_valid(num(&expires), now))
             },
         );
@@ -307,7 +301,11 @@ impl UserData for HostState {
             let expires = num(&expires)
                 .map(|e| e as i64)
                 .unwrap_or(now + lua_raw::FOREIGN_EXPIRY_S);
-            this.host.lock().ledger.mark_consumed(&token, expires, now);
+            this.shared
+                .host
+                .lock()
+                .ledger
+                .mark_consumed(&token, expires, now);
             Ok(())
         });
 
@@ -341,14 +339,14 @@ impl UserData for HostState {
 
         // sweep() → drops expired claims, consumed entries and throttle windows (timer)
         methods.add_method("sweep", |_, this, ()| {
-            let now = this.now_ms();
-            this.host.lock().sweep(now, now_s());
+            let now = this.shared.now_ms();
+            this.shared.host.lock().sweep(now, now_s());
             Ok(())
         });
 
         // stats() → { claims =, consumed =, throttled_addresses = }
         methods.add_method("stats", |lua, this, ()| {
-            let h = this.host.lock();
+            let h = this.shared.host.lock();
             let (claims, consumed) = h.ledger.sizes();
             let t = lua.create_table()?;
             t.set("claims", claims)?;

@@ -22,7 +22,7 @@ use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use mlua::ffi::{self, lua_State};
 use parking_lot::Mutex;
@@ -30,12 +30,14 @@ use parking_lot::Mutex;
 use crate::error::Error;
 use crate::host::{Host, Origin};
 use crate::invite::{Flag, Kind, Record, ValidInvite};
+use crate::lua_api::now_s;
 use crate::ns;
 use crate::policy::{self, Decision, Presented};
 use crate::stanza;
 use crate::token;
 
-/// What the functions share with the host's userdata.
+/// The host's state, held by its userdata and shared with the functions.
+#[derive(Clone)]
 pub struct Shared {
     /// The host's throttle, ledger and settings.
     pub host: Arc<Mutex<Host>>,
@@ -212,15 +214,9 @@ unsafe fn shared<'a>(state: *mut lua_State) -> Option<&'a Shared> {
     }
 }
 
-fn now_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl Shared {
-    fn now_ms(&self) -> u64 {
+    /// Milliseconds since the state was made.
+    pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 }
@@ -279,15 +275,22 @@ unsafe fn push_preauth_refusal(state: *mut lua_State, e: Error) -> c_int {
     4
 }
 
-/// Pushes nil, code, text for a registration refusal: 3 results.
-unsafe fn push_registration_refusal(state: *mut lua_State, e: Error) -> c_int {
+/// Upvalue number of the code of registration refusal `e` (its text follows); an error
+/// outside [`REGISTRATION_REFUSALS`] answers as token-used.
+fn registration_upvalue(e: Error) -> c_int {
     let i = REGISTRATION_REFUSALS
         .iter()
         .position(|r| *r == e)
         .unwrap_or(1) as c_int;
+    UP_REGISTRATION + 2 * i
+}
+
+/// Pushes nil, code, text for a registration refusal: 3 results.
+unsafe fn push_registration_refusal(state: *mut lua_State, e: Error) -> c_int {
+    let code = registration_upvalue(e);
     ffi::lua_pushnil(state);
     for j in 0..2 {
-        ffi::lua_pushvalue(state, ffi::lua_upvalueindex(UP_REGISTRATION + 2 * i + j));
+        ffi::lua_pushvalue(state, ffi::lua_upvalueindex(code + j));
     }
     3
 }
@@ -679,12 +682,8 @@ unsafe extern "C-unwind" fn claim(state: *mut lua_State) -> c_int {
         }
         Ok(None) => 0,
         Err(e) => {
-            let i = REGISTRATION_REFUSALS
-                .iter()
-                .position(|r| *r == e)
-                .unwrap_or(1) as c_int;
             ffi::lua_pushnil(state);
-            ffi::lua_pushvalue(state, ffi::lua_upvalueindex(UP_REGISTRATION + 2 * i));
+            ffi::lua_pushvalue(state, ffi::lua_upvalueindex(registration_upvalue(e)));
             2
         }
     }
