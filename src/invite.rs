@@ -1,51 +1,51 @@
-//! Invite records as mod_invites stores them (map store `invite_token`), their validation
-//! for registration (what `mod_invites.get()` checks, without its crashes), and the
-//! single-use bookkeeping stock lacks: claims held during a registration and tokens
+//! Invite records as mod_invites stores them (map store `invite_token`, SPEC §5), reduced
+//! to what registration needs (what `mod_invites.get()` checks, without its crashes), and
+//! the single-use bookkeeping stock lacks: claims held during a registration and tokens
 //! consumed since.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
-use crate::error::Error;
+use crate::error::Refusal;
 
 /// How long a claim lives without settling (front-ends that don't go through IBR), ms.
 pub const CLAIM_TTL_MS: u64 = 120_000;
 /// How long a consumed token is remembered past its record's expiry, seconds.
 pub const CONSUMED_MARGIN_S: i64 = 3_600;
-/// Most consumed tokens remembered at once; the oldest are forgotten first.
+/// Most consumed tokens remembered at once; the oldest are forgotten first (tokens still
+/// waiting to be deleted from storage are held by the deletion queue, not here).
 pub const CONSUMED_CAP: usize = 200_000;
 
-/// A value of `allow_registration` as stored (0.12's shell stores the string "true").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Flag {
-    /// Field absent (nil).
-    #[default]
-    Absent,
-    /// A truthy Lua value.
-    Truthy,
-    /// `false`.
-    False,
-}
-
-/// A host-level record (`store:get(nil, token)`), decoded field by field. Fields of the
-/// wrong Lua type decode to `None`; the record then fails validation instead of crashing.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Record {
-    /// `type`: "register" or "roster".
-    pub kind: Option<String>,
-    /// `jid`: host, `user@host` for bound/reset invites, the inviter for roster invites.
-    pub jid: Option<String>,
-    /// `allow_registration`.
-    pub allow_registration: Flag,
-    /// `expires` (Unix seconds).
-    pub expires: Option<f64>,
-    /// `reusable` is truthy.
-    pub reusable: bool,
-    /// `additional_data.allow_reset`, when a string.
-    pub allow_reset: Option<String>,
-}
-
-/// What an invite permits, as decided from its record.
+/// A username after nodeprep, or a stored name that nodeprep rejects (which no
+/// registering username can match).
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Name {
+    /// The nodeprepped name.
+    Valid(Box<str>),
+    /// The stored name failed nodeprep.
+    Unmatchable,
+}
+
+impl Name {
+    /// True when `username` (nodeprepped; `None` if it failed nodeprep) is this name.
+    pub fn matches(&self, username: Option<&str>) -> bool {
+        match (self, username) {
+            (Name::Valid(n), Some(u)) => **n == *u,
+            _ => false,
+        }
+    }
+
+    /// The name, when valid.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Name::Valid(n) => Some(n),
+            Name::Unmatchable => None,
+        }
+    }
+}
+
+/// What an invite permits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// An account invite (`type = "register"`).
     Register,
@@ -53,23 +53,88 @@ pub enum Kind {
     Roster,
 }
 
-/// A record that passed validation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidInvite {
-    /// The token (map key).
-    pub token: String,
+impl Kind {
+    /// mod_invites' `type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Register => "register",
+            Kind::Roster => "roster",
+        }
+    }
+}
+
+/// `additional_data` as kept by the index ([`crate::data`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Extra {
+    /// None stored (or not kept: SQL storage re-reads records).
+    #[default]
+    None,
+    /// The Lua literal of the stored table, shared between equal ones.
+    Literal(Arc<str>),
+    /// Stored, but not representable: the plugin reads the record instead.
+    Unsupported,
+}
+
+/// The stored `uri`, compared with what mod_invites would build for the record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Uri {
+    /// `xmpp:JID?TYPE;preauth=TOKEN[;ibr=y]`, rebuilt when asked for.
+    #[default]
+    Canonical,
+    /// The record has none.
+    Absent,
+    /// Something else, kept as is.
+    Other(Box<str>),
+}
+
+/// The fields of one host record, as the plugin read them (names already nodeprepped).
+#[derive(Debug, Clone, Default)]
+pub struct Fields<'a> {
+    /// `type`.
+    pub kind: Option<&'a str>,
+    /// `jid`.
+    pub jid: Option<&'a str>,
+    /// `expires` when a number.
+    pub expires: Option<f64>,
+    /// `allow_registration` is absent or truthy (0.12 may store the string "true").
+    pub allow_registration: bool,
+    /// `reusable` is truthy.
+    pub reusable: bool,
+    /// `nodeprep(jid_node(jid))`: `None` without a node.
+    pub node: Option<Name>,
+    /// `nodeprep(additional_data.allow_reset)` when that is a string.
+    pub reset: Option<Name>,
+    /// `uri` when a string.
+    pub uri: Option<&'a str>,
+    /// `additional_data`.
+    pub extra: Extra,
+}
+
+/// Fields only some invites have, boxed so that the common unbound account invite stays
+/// small in the index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Rare {
+    /// `jid` when it is not the bare host (bound, reset and roster invites).
+    jid: Option<Box<str>>,
+    /// The name a register invite (without `allow_reset`) is bound to.
+    bound: Option<Name>,
+    /// The account a reset invite resets.
+    reset: Option<Name>,
+    uri: Uri,
+}
+
+/// One valid-shaped host record: what preauth, registration and cleanup need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
     /// Account or contact invite.
     pub kind: Kind,
-    /// Inviter's username for roster invites.
-    pub inviter: Option<String>,
-    /// The username this invite is bound to (raw node of `jid`), register invites only.
-    pub bound: Option<String>,
-    /// The account a reset invite may reset.
-    pub allow_reset: Option<String>,
-    /// May serve several registrations.
-    pub reusable: bool,
     /// Expiry, Unix seconds.
     pub expires: i64,
+    /// May serve several registrations.
+    pub reusable: bool,
+    /// `additional_data`.
+    pub extra: Extra,
+    rare: Option<Box<Rare>>,
 }
 
 /// `node` of a JID `node@domain/resource`, like `util.jid.node`.
@@ -79,48 +144,93 @@ pub fn jid_node(jid: &str) -> Option<&str> {
     (!node.is_empty() && !domain.is_empty()).then_some(node)
 }
 
-impl Record {
-    /// Validates for registration (SPEC §5). `now` is Unix seconds; `None` skips the
-    /// expiry check (a front-end already validated the token; XEP-0445 never re-checks).
-    pub fn validate(&self, token: &str, now: Option<i64>) -> Result<ValidInvite, Error> {
-        let expires = match self.expires {
-            Some(e) if e.is_finite() => e.floor() as i64,
-            _ => return Err(Error::TokenInvalid),
-        };
-        if let Some(now) = now {
-            if now > expires {
-                return Err(Error::TokenInvalid);
-            }
+/// What mod_invites' `get_uri` builds for an invite.
+pub fn canonical_uri(kind: Kind, jid: &str, token: &str) -> String {
+    let ibr = if kind == Kind::Roster { ";ibr=y" } else { "" };
+    format!("xmpp:{jid}?{};preauth={token}{ibr}", kind.as_str())
+}
+
+impl Entry {
+    /// Decodes a host record of `host` (SPEC §5): `None` for anything that can never
+    /// register (wrong type, no numeric expiry, `allow_registration = false`, a roster
+    /// invite without an inviter). Expired records are kept: they matter for cleanup and
+    /// for registrations validated before they expired (XEP-0445).
+    pub fn from_fields(host: &str, token: &str, f: Fields<'_>) -> Option<Entry> {
+        let expires = f.expires.filter(|e| e.is_finite())?.floor() as i64;
+        if !f.allow_registration {
+            return None;
         }
-        if self.allow_registration == Flag::False {
-            return Err(Error::TokenInvalid);
-        }
-        let jid = self.jid.as_deref();
-        let (kind, inviter, bound) = match self.kind.as_deref() {
-            Some("register") => (
-                Kind::Register,
-                None,
-                if self.allow_reset.is_some() {
-                    None
-                } else {
-                    jid.and_then(jid_node).map(str::to_owned)
-                },
-            ),
-            Some("roster") => {
-                let inviter = jid.and_then(jid_node).ok_or(Error::TokenInvalid)?;
-                (Kind::Roster, Some(inviter.to_owned()), None)
-            }
-            _ => return Err(Error::TokenInvalid),
+        let kind = match f.kind? {
+            "register" => Kind::Register,
+            "roster" => Kind::Roster,
+            _ => return None,
         };
-        Ok(ValidInvite {
-            token: token.to_owned(),
-            kind,
-            inviter,
+        if kind == Kind::Roster && f.jid.and_then(jid_node).is_none() {
+            return None;
+        }
+        let (bound, reset) = match kind {
+            Kind::Register if f.reset.is_some() => (None, f.reset),
+            Kind::Register => (f.node, None),
+            Kind::Roster => (None, None),
+        };
+        let jid = f.jid.filter(|j| *j != host);
+        let uri = match (f.uri, f.jid) {
+            (None, _) => Uri::Absent,
+            (Some(u), Some(j)) if u == canonical_uri(kind, j, token) => Uri::Canonical,
+            (Some(u), _) => Uri::Other(u.into()),
+        };
+        let rare = Rare {
+            jid: jid.map(Into::into),
             bound,
-            allow_reset: self.allow_reset.clone(),
-            reusable: self.reusable,
+            reset,
+            uri,
+        };
+        Some(Entry {
+            kind,
             expires,
+            reusable: f.reusable,
+            extra: f.extra,
+            rare: (rare != Rare::default()).then(|| Box::new(rare)),
         })
+    }
+
+    /// Not expired at `now` (Unix seconds; valid through the expiry second).
+    pub fn live(&self, now: i64) -> bool {
+        now <= self.expires
+    }
+
+    /// The inviter's username, for roster invites.
+    pub fn inviter(&self) -> Option<&str> {
+        match self.kind {
+            Kind::Roster => self.jid().and_then(jid_node),
+            Kind::Register => None,
+        }
+    }
+
+    /// The stored `jid` unless it is the bare host.
+    fn jid(&self) -> Option<&str> {
+        self.rare.as_ref().and_then(|r| r.jid.as_deref())
+    }
+
+    /// The name a register invite is bound to (not for reset invites).
+    pub fn bound(&self) -> Option<&Name> {
+        self.rare.as_ref().and_then(|r| r.bound.as_ref())
+    }
+
+    /// The account a reset invite resets.
+    pub fn reset(&self) -> Option<&Name> {
+        self.rare.as_ref().and_then(|r| r.reset.as_ref())
+    }
+
+    /// The record's `uri` (rebuilt when it was mod_invites' own).
+    pub fn uri(&self, host: &str, token: &str) -> Option<String> {
+        match self.rare.as_ref().map(|r| &r.uri) {
+            None | Some(Uri::Canonical) => {
+                Some(canonical_uri(self.kind, self.jid().unwrap_or(host), token))
+            }
+            Some(Uri::Absent) => None,
+            Some(Uri::Other(u)) => Some(u.to_string()),
+        }
     }
 }
 
@@ -140,9 +250,9 @@ struct Claim {
 /// Claims and consumed tokens of one host.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    claims: HashMap<String, Claim>,
-    consumed: HashMap<String, i64>,
-    consumed_order: VecDeque<(String, i64)>,
+    claims: HashMap<Box<str>, Claim>,
+    consumed: HashMap<Box<str>, i64>,
+    consumed_order: VecDeque<(Box<str>, i64)>,
 }
 
 impl Ledger {
@@ -157,16 +267,16 @@ impl Ledger {
             .filter(|c| now_ms.saturating_sub(c.since_ms) < CLAIM_TTL_MS)
     }
 
-    /// True when `token` may not serve another registration: consumed, or claimed by a
-    /// registration still in progress. Reusable tokens are never used up.
-    pub fn is_used(&self, token: &str, reusable: bool, now_ms: u64, now_s: i64) -> bool {
-        if reusable {
-            return false;
-        }
+    /// True when `token` was consumed (until its expiry plus a margin).
+    pub fn is_consumed(&self, token: &str, now_s: i64) -> bool {
         self.consumed
             .get(token)
             .is_some_and(|&until| until >= now_s)
-            || self.live_claim(token, now_ms).is_some()
+    }
+
+    /// True when a registration in progress holds `token`.
+    pub fn is_claimed(&self, token: &str, now_ms: u64) -> bool {
+        self.live_claim(token, now_ms).is_some()
     }
 
     /// Claims `token` (whose record expires at `expires`) for one registration under
@@ -177,12 +287,12 @@ impl Ledger {
         handle: String,
         expires: i64,
         now_ms: u64,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Refusal> {
         if self.live_claim(token, now_ms).is_some() {
-            return Err(Error::TokenUsed);
+            return Err(Refusal::TokenUsed);
         }
         self.claims.insert(
-            token.to_owned(),
+            token.into(),
             Claim {
                 handle,
                 since_ms: now_ms,
@@ -192,18 +302,18 @@ impl Ledger {
         Ok(())
     }
 
-    /// Turns the claim `handle` on `token` into a consumption. Returns false (and changes
-    /// nothing) when `handle` does not hold the claim. A claim past its TTL still settles:
-    /// the registration did happen.
-    pub fn settle(&mut self, token: &str, handle: &str, now_s: i64) -> bool {
+    /// Turns the claim `handle` on `token` into a consumption; returns the record's expiry.
+    /// `None` (and nothing changes) when `handle` does not hold the claim. A claim past
+    /// its TTL still settles: the registration did happen.
+    pub fn settle(&mut self, token: &str, handle: &str, now_s: i64) -> Option<i64> {
         match self.claims.get(token) {
             Some(c) if c.handle == handle => {
                 let expires = c.expires;
                 self.claims.remove(token);
                 self.mark_consumed(token, expires, now_s);
-                true
+                Some(expires)
             }
-            _ => false,
+            _ => None,
         }
     }
 
@@ -221,8 +331,8 @@ impl Ledger {
     /// Remembers `token` as consumed until `expires` plus a margin.
     pub fn mark_consumed(&mut self, token: &str, expires: i64, now_s: i64) {
         let until = expires.max(now_s).saturating_add(CONSUMED_MARGIN_S);
-        self.consumed.insert(token.to_owned(), until);
-        self.consumed_order.push_back((token.to_owned(), until));
+        self.consumed.insert(token.into(), until);
+        self.consumed_order.push_back((token.into(), until));
         self.prune(now_s);
     }
 
@@ -235,7 +345,7 @@ impl Ledger {
 
     fn prune(&mut self, now_s: i64) {
         // Entries are roughly time-ordered; expired ones may hide behind live ones, which
-        // `sweep`'s full retain catches when the cap is reached.
+        // the cap eventually reaches.
         while self.consumed_order.len() > CONSUMED_CAP {
             if let Some((t, until)) = self.consumed_order.pop_front() {
                 if self.consumed.get(&t) == Some(&until) {
@@ -264,82 +374,109 @@ impl Ledger {
 mod tests {
     use super::*;
 
-    fn record(kind: &str, jid: &str, expires: f64) -> Record {
-        Record {
-            kind: Some(kind.into()),
-            jid: Some(jid.into()),
+    const HOST: &str = "example.com";
+
+    fn fields<'a>(kind: &'a str, jid: &'a str, expires: f64) -> Fields<'a> {
+        Fields {
+            kind: Some(kind),
+            jid: Some(jid),
             expires: Some(expires),
-            ..Record::default()
+            allow_registration: true,
+            ..Fields::default()
         }
+    }
+
+    fn valid(n: &str) -> Option<Name> {
+        Some(Name::Valid(n.into()))
     }
 
     #[test]
     fn test_simple() {
-        let v = record("register", "example.com", 200.0)
-            .validate("T", Some(100))
-            .unwrap();
-        assert_eq!(v.kind, Kind::Register);
-        assert_eq!(v.bound, None);
-        assert_eq!(v.expires, 200);
+        let e = Entry::from_fields(HOST, "T", fields("register", HOST, 200.0)).unwrap();
+        assert_eq!(e.kind, Kind::Register);
+        assert_eq!(e.bound(), None);
+        assert_eq!(e.expires, 200);
+        assert!(e.live(200) && !e.live(201));
+        assert_eq!(e.uri(HOST, "T"), None, "no uri stored");
+        assert!(e.rare.is_none() || e.rare.as_ref().unwrap().uri == Uri::Absent);
     }
 
     #[test]
     fn test_bound_and_roster() {
-        let v = record("register", "Alice@example.com", 200.0)
-            .validate("T", Some(100))
-            .unwrap();
-        assert_eq!(v.bound.as_deref(), Some("Alice"));
-        let r = record("roster", "bob@example.com", 200.0)
-            .validate("T", Some(100))
-            .unwrap();
-        assert_eq!(r.inviter.as_deref(), Some("bob"));
-        assert_eq!(r.bound, None);
+        let mut f = fields("register", "Alice@example.com", 200.0);
+        f.node = valid("alice");
+        let e = Entry::from_fields(HOST, "T", f).unwrap();
+        assert_eq!(e.bound(), valid("alice").as_ref());
+        assert_eq!(e.inviter(), None);
+        let mut f = fields("roster", "bob@example.com", 200.0);
+        f.node = valid("bob");
+        let r = Entry::from_fields(HOST, "R", f).unwrap();
+        assert_eq!(r.inviter(), Some("bob"));
+        assert_eq!(r.bound(), None, "roster invites bind nothing");
     }
 
     #[test]
     fn test_reset_is_not_bound() {
-        let mut rec = record("register", "bob@example.com", 200.0);
-        rec.allow_reset = Some("bob".into());
-        let v = rec.validate("T", Some(1)).unwrap();
-        assert_eq!(v.bound, None);
-        assert_eq!(v.allow_reset.as_deref(), Some("bob"));
+        let mut f = fields("register", "bob@example.com", 200.0);
+        f.node = valid("bob");
+        f.reset = valid("bob");
+        let e = Entry::from_fields(HOST, "T", f).unwrap();
+        assert_eq!(e.bound(), None);
+        assert_eq!(e.reset(), valid("bob").as_ref());
+    }
+
+    #[test]
+    fn test_canonical_uri_is_rebuilt() {
+        let mut f = fields("register", HOST, 200.0);
+        f.uri = Some("xmpp:example.com?register;preauth=T");
+        let e = Entry::from_fields(HOST, "T", f).unwrap();
+        assert!(
+            e.rare.is_none(),
+            "nothing rare about a plain account invite"
+        );
+        assert_eq!(
+            e.uri(HOST, "T").as_deref(),
+            Some("xmpp:example.com?register;preauth=T")
+        );
+        let mut f = fields("roster", "bob@example.com", 200.0);
+        f.uri = Some("xmpp:bob@example.com?roster;preauth=R;ibr=y");
+        let r = Entry::from_fields(HOST, "R", f).unwrap();
+        assert_eq!(
+            r.uri(HOST, "R").as_deref(),
+            Some("xmpp:bob@example.com?roster;preauth=R;ibr=y")
+        );
+        let mut f = fields("register", HOST, 200.0);
+        f.uri = Some("https://example.com/invite/T");
+        let o = Entry::from_fields(HOST, "T", f).unwrap();
+        assert_eq!(
+            o.uri(HOST, "T").as_deref(),
+            Some("https://example.com/invite/T")
+        );
     }
 
     #[test]
     fn test_invalid_records() {
-        assert_eq!(
-            record("register", "h", 99.0).validate("T", Some(100)),
-            Err(Error::TokenInvalid)
-        );
-        assert!(record("register", "h", 99.0).validate("T", None).is_ok());
-        assert_eq!(
-            record("roster", "example.com", 200.0).validate("T", Some(1)),
-            Err(Error::TokenInvalid)
-        );
-        assert_eq!(
-            record("other", "h", 200.0).validate("T", Some(1)),
-            Err(Error::TokenInvalid)
-        );
-        let mut no_reg = record("register", "h", 200.0);
-        no_reg.allow_registration = Flag::False;
-        assert_eq!(no_reg.validate("T", Some(1)), Err(Error::TokenInvalid));
-        let mut nan = record("register", "h", 0.0);
+        let roster_without_inviter = fields("roster", HOST, 200.0);
+        assert!(Entry::from_fields(HOST, "T", roster_without_inviter).is_none());
+        assert!(Entry::from_fields(HOST, "T", fields("other", HOST, 200.0)).is_none());
+        let mut no_reg = fields("register", HOST, 200.0);
+        no_reg.allow_registration = false;
+        assert!(Entry::from_fields(HOST, "T", no_reg).is_none());
+        let mut nan = fields("register", HOST, 0.0);
         nan.expires = Some(f64::NAN);
-        assert_eq!(nan.validate("T", Some(1)), Err(Error::TokenInvalid));
-        assert_eq!(
-            Record::default().validate("T", Some(1)),
-            Err(Error::TokenInvalid)
-        );
+        assert!(Entry::from_fields(HOST, "T", nan).is_none());
+        let mut none = fields("register", HOST, 0.0);
+        none.expires = None;
+        assert!(Entry::from_fields(HOST, "T", none).is_none());
+        assert!(Entry::from_fields(HOST, "T", Fields::default()).is_none());
     }
 
     #[test]
-    fn test_expiry_boundary() {
-        assert!(record("register", "h", 100.0)
-            .validate("T", Some(100))
-            .is_ok());
-        assert!(record("register", "h", 100.0)
-            .validate("T", Some(101))
-            .is_err());
+    fn test_invalid_names_match_nothing() {
+        assert!(!Name::Unmatchable.matches(Some("")));
+        assert!(!Name::Unmatchable.matches(None));
+        assert!(!Name::Valid("".into()).matches(None));
+        assert!(Name::Valid("a".into()).matches(Some("a")));
     }
 
     #[test]
@@ -360,15 +497,14 @@ mod tests {
     #[test]
     fn test_claim_settle() {
         let mut l = Ledger::new();
-        assert!(!l.is_used("T", false, 0, 0));
+        assert!(!l.is_claimed("T", 0));
         l.claim("T", "h1".into(), 100, 0).unwrap();
-        assert!(l.is_used("T", false, 1, 0));
-        assert!(!l.is_used("T", true, 1, 0));
-        assert_eq!(l.claim("T", "h2".into(), 100, 1), Err(Error::TokenUsed));
-        assert!(!l.settle("T", "h2", 0));
-        assert!(l.settle("T", "h1", 0));
-        assert!(l.is_used("T", false, 2, 50));
-        assert!(!l.settle("T", "h1", 0), "never twice");
+        assert!(l.is_claimed("T", 1));
+        assert_eq!(l.claim("T", "h2".into(), 100, 1), Err(Refusal::TokenUsed));
+        assert_eq!(l.settle("T", "h2", 0), None);
+        assert_eq!(l.settle("T", "h1", 0), Some(100));
+        assert!(l.is_consumed("T", 50));
+        assert_eq!(l.settle("T", "h1", 0), None, "never twice");
     }
 
     #[test]
@@ -377,14 +513,14 @@ mod tests {
         l.claim("T", "h".into(), 100, 0).unwrap();
         assert!(!l.release("T", "other"));
         assert!(l.release("T", "h"));
-        assert!(!l.is_used("T", false, 1, 0));
+        assert!(!l.is_claimed("T", 1));
     }
 
     #[test]
     fn test_claim_expires() {
         let mut l = Ledger::new();
         l.claim("T", "h".into(), 100, 0).unwrap();
-        assert!(!l.is_used("T", false, CLAIM_TTL_MS, 0));
+        assert!(!l.is_claimed("T", CLAIM_TTL_MS));
         l.claim("T", "h2".into(), 100, CLAIM_TTL_MS).unwrap();
         l.sweep(CLAIM_TTL_MS * 3, 0);
         assert_eq!(l.sizes(), (0, 0));
@@ -394,7 +530,7 @@ mod tests {
     fn test_consumed_forgotten_after_margin() {
         let mut l = Ledger::new();
         l.mark_consumed("T", 100, 0);
-        assert!(l.is_used("T", false, 0, 100 + CONSUMED_MARGIN_S));
+        assert!(l.is_consumed("T", 100 + CONSUMED_MARGIN_S));
         l.sweep(0, 101 + CONSUMED_MARGIN_S);
         assert_eq!(l.sizes(), (0, 0));
     }
@@ -406,7 +542,7 @@ mod tests {
             l.mark_consumed(&i.to_string(), 1_000, 0);
         }
         assert_eq!(l.sizes().1, CONSUMED_CAP);
-        assert!(!l.is_used("0", false, 0, 0), "oldest evicted first");
-        assert!(l.is_used(&(CONSUMED_CAP + 9).to_string(), false, 0, 0));
+        assert!(!l.is_consumed("0", 0), "oldest evicted first");
+        assert!(l.is_consumed(&(CONSUMED_CAP + 9).to_string(), 0));
     }
 }

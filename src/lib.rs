@@ -1,19 +1,22 @@
 //! Native core of a drop-in replacement for Prosody's `mod_invites_register`
-//! (XEP-0401 / XEP-0445 invite-based registration, XEP-0379 roster preauth).
+//! (XEP-0401 / XEP-0445 invite-based registration, XEP-0379 roster preauth): the per-host
+//! invite index, the registration decision, claims and consumed tokens, the throttle.
 //! The entry point `luaopen_invites_register` builds the exports table; everything
-//! Lua-facing lives in [`lua_api`] and, for the preauth hot path, [`lua_raw`]; the rest
-//! is plain Rust.
+//! Lua-facing lives in [`lua_api`]; the rest is plain Rust.
+#![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
+pub mod batch;
+pub mod data;
 pub mod error;
+pub mod freshness;
 pub mod host;
+pub mod index;
 pub mod invite;
 pub mod lua_api;
-pub mod lua_raw;
-pub mod ns;
+pub mod options;
 pub mod policy;
-pub mod stanza;
 pub mod throttle;
 pub mod token;
 

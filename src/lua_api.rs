@@ -1,39 +1,51 @@
-//! All mlua code: the exports of `luaopen_invites_register`, the per-host state userdata
-//! and conversions between Lua values (Prosody stanzas, mod_invites records and invite
-//! objects) and the core types. Names follow Prosody's vocabulary; expected failures
-//! return `nil, "kebab-code"`, misuse raises.
+//! All mlua code: the exports of `luaopen_invites_register` and the per-host state
+//! userdata. Names follow Prosody's vocabulary; expected refusals come back as plain
+//! values (a code, a text, a metrics label), misuse raises.
 //!
-//! Storage stays on the Lua side: Prosody storage drivers may yield inside a coroutine,
-//! which cannot cross Rust frames, so the shim reads records and hands them in here.
+//! Every call made per stanza or per registration takes and returns strings, numbers,
+//! booleans and nil: the state (the invite index, claims, consumed tokens, the throttle)
+//! lives here, so the plugin never hands over a Lua table to walk on a hot path. Tables
+//! cross only on cold paths: options at load, `additional_data` while the index is filled
+//! (load, reload, an invite created), batch and cleanup lists, status.
+//!
+//! Storage stays on the Lua side: Prosody's storage drivers may yield inside a
+//! coroutine, which cannot cross Rust frames, so the plugin reads records and hands their
+//! fields in here.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mlua::{
-    Function, Lua, LuaString, MultiValue, Result as LuaResult, Table, UserData, UserDataMethods,
-    Value,
+    BorrowedStr, Lua, MultiValue, Result as LuaResult, Table, UserData, UserDataMethods, Value,
 };
 use parking_lot::Mutex;
 
-use crate::host::{self, Config, Host, RawOption};
-use crate::invite;
-use crate::lua_raw;
-use crate::ns;
-use crate::policy::{self, Roles, Scalar};
-use crate::stanza::{self, Element, Node};
+use crate::batch;
+use crate::data::{self, Data, Unsupported};
+use crate::error::Refusal;
+use crate::host::{Config, Host, Origin, Settled};
+use crate::invite::{Extra, Fields, Name};
+use crate::options::{self, RawOption};
+use crate::policy::Decision;
 
 /// Builds the exports table.
 pub fn exports(lua: &Lua) -> LuaResult<Table> {
     let t = lua.create_table()?;
     t.set("new", lua.create_function(new_host)?)?;
+    t.set(
+        "next_interval",
+        lua.create_function(|_, (delay, write_s): (f64, f64)| {
+            Ok(batch::next_interval(delay, write_s))
+        })?,
+    )?;
+    t.set("max_token_length", crate::token::MAX_LEN)?;
     t.set("version", env!("CARGO_PKG_VERSION"))?;
     Ok(t)
 }
 
 /// Unix time, s.
-pub(crate) fn now_s() -> i64 {
+fn now_s() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -42,34 +54,14 @@ pub(crate) fn now_s() -> i64 {
 
 /// Per-host state handed to the plugin: `native.new(config)`.
 pub struct HostState {
-    /// The host's throttle, ledger, settings and clock, shared with the C functions.
-    shared: lua_raw::Shared,
-    nodeprep: Function,
-    stanza_mt: Table,
-    /// Lua strings made once: creating a Lua string from Rust is a protected call
-    /// (~700 instructions), the hot paths' main cost before (callgrind).
-    strings: HashMap<&'static str, LuaString, BuildHasherDefault<Fnv>>,
+    host: Arc<Mutex<Host>>,
+    epoch: Instant,
 }
 
-/// FNV-1a: the interned keys are short, SipHash was a tenth of the hook's instructions.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
+impl HostState {
+    /// Milliseconds since the state was made (claims, throttle windows).
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 }
 
@@ -87,44 +79,15 @@ fn truthy(v: &Value) -> bool {
     !matches!(v, Value::Nil | Value::Boolean(false))
 }
 
-/// `native.new{ host=, invite_only=, require_encryption=, token_attempts=, nodeprep=,
-/// stanza_mt= }` → state, warning-or-nil.
-fn new_host(lua: &Lua, cfg: Table) -> LuaResult<(HostState, Option<String>)> {
-    let (attempts, warning) = host::token_attempts(&raw_option(cfg.get("token_attempts")?));
-    let config = Config {
-        host: cfg.get("host")?,
-        invite_only: truthy(&cfg.get("invite_only")?),
-        require_encryption: truthy(&cfg.get("require_encryption")?),
-        token_attempts: attempts,
-    };
-    let state = HostState {
-        shared: lua_raw::Shared {
-            name: config.host.clone(),
-            host: Arc::new(Mutex::new(Host::new(config))),
-            epoch: Instant::now(),
-        },
-        nodeprep: cfg.get("nodeprep")?,
-        stanza_mt: cfg.get("stanza_mt")?,
-        strings: interned(lua)?,
-    };
-    Ok((state, warning))
-}
-
-fn interned(lua: &Lua) -> LuaResult<HashMap<&'static str, LuaString, BuildHasherDefault<Fnv>>> {
-    let mut strings = HashMap::with_capacity_and_hasher(lua_raw::KEYS.len(), Default::default());
-    // The keys lua_raw reads are the ones read here too.
-    for s in lua_raw::KEYS {
-        strings.insert(s, lua.create_string(s)?);
+/// A Lua string that is valid UTF-8 (tokens, names, JIDs); anything else is `None`.
+fn text(v: &Value) -> Option<BorrowedStr> {
+    match v {
+        Value::String(s) => s.to_str().ok(),
+        _ => None,
     }
-    Ok(strings)
 }
 
-/// True when `v` is the Lua string `want`.
-fn is_str(v: &Value, want: &str) -> bool {
-    matches!(v, Value::String(s) if s.as_bytes() == want.as_bytes())
-}
-
-fn num(v: &Value) -> Option<f64> {
+fn number(v: &Value) -> Option<f64> {
     match v {
         Value::Integer(i) => Some(*i as f64),
         Value::Number(n) => Some(*n),
@@ -132,264 +95,522 @@ fn num(v: &Value) -> Option<f64> {
     }
 }
 
-fn to_scalar(v: &Value) -> Scalar {
+/// A nodeprepped name as the plugin passes it: the name, `false` when nodeprep failed,
+/// nil when there is none.
+fn name(v: &Value) -> Option<Name> {
     match v {
-        Value::Integer(i) => Scalar::Int(*i),
-        Value::Number(n) if n.fract() == 0.0 => Scalar::Int(*n as i64),
-        Value::String(s) => s
-            .to_str()
-            .map(|s| Scalar::Str(s.to_owned()))
-            .unwrap_or(Scalar::Other),
-        Value::Boolean(true) => Scalar::True,
-        _ => Scalar::Other,
+        Value::Nil => None,
+        Value::String(s) => Some(match s.to_str() {
+            Ok(n) => Name::Valid((&*n).into()),
+            Err(_) => Name::Unmatchable,
+        }),
+        _ => Some(Name::Unmatchable),
     }
 }
 
-impl HostState {
-    /// A Lua string for `s`: interned when known, else made now.
-    fn s(&self, lua: &Lua, s: &str) -> LuaResult<LuaString> {
-        match self.strings.get(s) {
-            Some(v) => Ok(v.clone()),
-            None => lua.create_string(s),
-        }
-    }
-
-    /// The interned Lua string `key` (in [`lua_raw::KEYS`]); borrowed, so pushing it costs no
-    /// reference churn.
-    fn k(&self, key: &'static str) -> LuaResult<&LuaString> {
-        self.strings
-            .get(key)
-            .ok_or_else(|| mlua::Error::runtime(format!("not interned: {key}")))
-    }
-
-    /// Field `key` of `t` (raw), by an interned key.
-    fn field(&self, t: &Table, key: &'static str) -> LuaResult<Value> {
-        t.raw_get(self.k(key)?)
-    }
-
-    /// The `token` attribute (any Lua value) of `child` when it is a
-    /// `{urn:xmpp:pars:0}preauth` element of a Prosody stanza, else `None`.
-    fn preauth_token(&self, child: &Value) -> LuaResult<Option<Value>> {
-        let Value::Table(child) = child else {
-            return Ok(None);
-        };
-        let Value::Table(attr) = self.field(child, "attr")? else {
-            return Ok(None);
-        };
-        if !is_str(&self.field(child, "name")?, "preauth")
-            || !is_str(&self.field(&attr, "xmlns")?, ns::PARS)
-        {
-            return Ok(None);
-        }
-        Ok(Some(self.field(&attr, "token")?))
-    }
-
-    /// The `token` of the first `{urn:xmpp:pars:0}preauth` child of a
-    /// `<presence type='subscribe'>` (XEP-0379 §3), or nil.
-    fn subscribe_token(&self, stanza: &Table) -> LuaResult<Value> {
-        let (Value::Table(attr), Value::Table(tags)) =
-            (self.field(stanza, "attr")?, self.field(stanza, "tags")?)
-        else {
-            return Ok(Value::Nil);
-        };
-        if !is_str(&self.field(&attr, "type")?, "subscribe") {
-            return Ok(Value::Nil);
-        }
-        for child in tags.sequence_values::<Value>() {
-            if let Some(token) = self.preauth_token(&child?)? {
-                return Ok(match token {
-                    Value::String(_) => token,
-                    _ => Value::Nil,
-                });
+/// `additional_data` as plain data, when it is made of storable values only.
+fn to_data(v: Value, depth: usize) -> Result<Data, Unsupported> {
+    Ok(match v {
+        Value::Boolean(b) => Data::Bool(b),
+        Value::Integer(i) => Data::Int(i),
+        Value::Number(n) => Data::Num(n),
+        Value::String(s) => Data::Str(s.as_bytes().to_vec()),
+        Value::Table(t) => {
+            if depth >= data::MAX_DEPTH {
+                return Err(Unsupported::Depth);
             }
-        }
-        Ok(Value::Nil)
-    }
-
-    /// Builds a `util.stanza` object from an [`Element`].
-    fn to_stanza(&self, lua: &Lua, e: &Element) -> LuaResult<Table> {
-        let attr = lua.create_table_with_capacity(0, e.attrs.len())?;
-        for (k, v) in &e.attrs {
-            attr.raw_set(self.s(lua, k)?, self.s(lua, v)?)?;
-        }
-        let tags = lua.create_table()?;
-        let t = lua.create_table_with_capacity(e.children.len(), 3)?;
-        t.raw_set(self.k("name")?, self.s(lua, &e.name)?)?;
-        t.raw_set(self.k("attr")?, attr)?;
-        for (i, child) in e.children.iter().enumerate() {
-            match child {
-                Node::Element(c) => {
-                    let c = self.to_stanza(lua, c)?;
-                    tags.raw_set(tags.raw_len() + 1, &c)?;
-                    t.raw_set(i + 1, c)?;
-                }
-                Node::Text(s) => t.raw_set(i + 1, self.s(lua, s)?)?,
+            let mut entries = Vec::new();
+            for pair in t.pairs::<Value, Value>() {
+                let (k, v) = pair.map_err(|_| Unsupported::Kind)?;
+                entries.push((to_data(k, depth + 1)?, to_data(v, depth + 1)?));
             }
+            Data::Table(entries)
         }
-        t.raw_set(self.k("tags")?, tags)?;
-        t.set_metatable(Some(self.stanza_mt.clone()))?;
-        Ok(t)
-    }
+        _ => return Err(Unsupported::Kind),
+    })
+}
+
+/// `native.new{ host=, invite_only=, require_encryption=, token_attempts=, ipv6_prefix=,
+/// cleanup_interval=, delete_delay=, store_file= }` → state, settings. `settings` holds
+/// the validated numbers and `errors`, the lines to log for options that were invalid.
+fn new_host(lua: &Lua, cfg: Table) -> LuaResult<(HostState, Table)> {
+    let settings = lua.create_table()?;
+    let errors = lua.create_table()?;
+    let value = |key: &str, opt: options::NumOption| -> LuaResult<f64> {
+        let (v, err) = opt.parse(&raw_option(cfg.get(key)?));
+        if let Some(err) = err {
+            errors.raw_push(err)?;
+        }
+        if opt.fractional {
+            settings.set(key, v)?;
+        } else {
+            settings.set(key, v as i64)?;
+        }
+        Ok(v)
+    };
+    let token_attempts = value("token_attempts", options::TOKEN_ATTEMPTS)?;
+    let ipv6_prefix = value("ipv6_prefix", options::IPV6_PREFIX)?;
+    value("cleanup_interval", options::CLEANUP_INTERVAL)?;
+    value("delete_delay", options::DELETE_DELAY)?;
+    settings.set("errors", errors)?;
+    let config = Config {
+        host: cfg.get("host")?,
+        invite_only: truthy(&cfg.get("invite_only")?),
+        require_encryption: truthy(&cfg.get("require_encryption")?),
+        token_attempts: token_attempts as u32,
+        ipv6_prefix: ipv6_prefix as u8,
+    };
+    let store_file: Option<String> = cfg.get("store_file")?;
+    let state = HostState {
+        host: Arc::new(Mutex::new(Host::new(config, store_file.map(PathBuf::from)))),
+        epoch: Instant::now(),
+    };
+    Ok((state, settings))
 }
 
 impl UserData for HostState {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // The two `register` stream features, built once at load.
-        methods.add_method("features", |lua, this, ()| {
-            let t = lua.create_table()?;
-            for f in stanza::register_features() {
-                t.raw_set(t.raw_len() + 1, this.to_stanza(lua, &f)?)?;
-            }
-            Ok(t)
-        });
-
-        // functions() → a table of plain C functions over this host's state, for the
-        // calls made once per preauth IQ or registration (see lua_raw.rs):
-        //   preauth(stanza, ip, secure, same_host) → token to look up | nil, type, condition, text
-        //   preauth_finish(token, ip, record, err) → true, inviter-or-nil | nil, type, condition, text
-        //   lookup_token(invite) → token of a front-end invite whose record must be re-read
-        //   registering(invite, username, already_refused, record) →
-        //     true | reset-username | false (no opinion) | nil, code, reason
-        //   claim(invite) → handle | nothing (nothing to claim) | nil, "token-used"
-        //   settle(invite, handle) → true when this registration should act on the invite
-        //   release(invite, handle) → true when a claim was given back
-        //   kind(invite) → "register" | "roster" for this module's invites (tests, logs)
-        // On a valid preauth the plugin makes `session.validated_invite`, keeping the record.
-        methods.add_method("functions", |lua, this, ()| {
-            let shared = this.shared.clone();
-            // SAFETY: push_functions only pushes values (one table) and runs inside the
-            // protected call exec_raw sets up, with the nodeprep function at index 1.
-            unsafe {
-                lua.exec_raw::<Table>(this.nodeprep.clone(), move |state| {
-                    lua_raw::push_functions(state, shared, 1)
-                })
-            }
-        });
-
-        // subscribe_token(stanza) → token of a XEP-0379 subscription request, or nil.
-        // Reads Prosody's parsed stanza (its first {urn:xmpp:pars:0}preauth child); a
-        // serialised stanza (string) is parsed with quick-xml. Prosody serialises `xml:*`
-        // attributes with a prefix bound to the XML namespace, which namespace-aware parsers
-        // must reject, so the plugin passes the parsed stanza.
-        methods.add_method("subscribe_token", |lua, this, stanza: Value| match stanza {
-            Value::Table(t) => this.subscribe_token(&t),
-            Value::String(xml) => match stanza::parse_subscribe_token(&xml.to_str()?) {
-                Ok(token) => Ok(Value::String(lua.create_string(token)?)),
-                Err(_) => Ok(Value::Nil),
-            },
-            _ => Ok(Value::Nil),
-        });
-
-        // contact_valid(token, expires) → whether a contact-invite entry is usable
+        // preauth_gate(token, ip, secure, same_host) → true | false, type, condition,
+        // text, label: SPEC §4.2 steps 1–3 and the token's shape, before any storage read.
         methods.add_method(
-            "contact_valid",
-            |_, this, (token, expires): (String, Value)| {
-                let now = now_s();
-                let used = this.shared.host.lock().ledger.is_used(
-                    &token,
-                    false,
-                    this.shared.now_ms(),
-                    now,
-                );
-                Ok(!used && invite::contact_entry_valid(num(&expires), now))
+            "preauth_gate",
+            |lua, this, (token, ip, secure, same_host): (Value, Value, bool, bool)| {
+                let token = text(&token);
+                let ip = text(&ip);
+                let origin = Origin {
+                    ip: ip.as_deref(),
+                    secure,
+                    same_host,
+                };
+                let now = this.now_ms();
+                match this.host.lock().preauth_gate(token.as_deref(), origin, now) {
+                    Ok(()) => Ok(MultiValue::from_iter([Value::Boolean(true)])),
+                    Err(r) => refusal_values(lua, r),
+                }
             },
         );
 
-        // consumed(token, expires) → remembers a token consumed outside a claim
-        methods.add_method("consumed", |_, this, (token, expires): (String, Value)| {
-            let now = now_s();
-            let expires = num(&expires)
-                .map(|e| e as i64)
-                .unwrap_or(now + lua_raw::FOREIGN_EXPIRY_S);
-            this.shared
-                .host
-                .lock()
-                .ledger
-                .mark_consumed(&token, expires, now);
+        // preauth_judge(token, ip, read_failed) → true, type, inviter, reusable, uri,
+        // extra | false, type, condition, text, label. `extra` is the literal of
+        // additional_data, true when the record must be read for it, or nil.
+        methods.add_method(
+            "preauth_judge",
+            |lua, this, (token, ip, read_failed): (Value, Value, bool)| {
+                let Some(token) = text(&token) else {
+                    return refusal_values(lua, Refusal::TokenInvalid);
+                };
+                let ip = text(&ip);
+                let now = this.now_ms();
+                let mut host = this.host.lock();
+                let name = host.config.host.clone();
+                match host.preauth_judge(&token, ip.as_deref(), read_failed, now, now_s()) {
+                    Ok(e) => {
+                        let extra = match &e.extra {
+                            Extra::None => Value::Nil,
+                            Extra::Literal(l) => Value::String(lua.create_string(&**l)?),
+                            Extra::Unsupported => Value::Boolean(true),
+                        };
+                        let inviter = match e.inviter() {
+                            Some(i) => Value::String(lua.create_string(i)?),
+                            None => Value::Nil,
+                        };
+                        let uri = match e.uri(&name, &token) {
+                            Some(u) => Value::String(lua.create_string(u)?),
+                            None => Value::Nil,
+                        };
+                        Ok(MultiValue::from_iter([
+                            Value::Boolean(true),
+                            Value::String(lua.create_string(e.kind.as_str())?),
+                            inviter,
+                            Value::Boolean(e.reusable),
+                            uri,
+                            extra,
+                        ]))
+                    }
+                    Err(r) => refusal_values(lua, r),
+                }
+            },
+        );
+
+        // stale() → true when the index must be reloaded before it is used.
+        methods.add_method("stale", |_, this, ()| {
+            Ok(this.host.lock().freshness.stale())
+        });
+
+        // load_begin() / load_end() → invites indexed / load_abort(): a reload. The file's
+        // identity is taken before the plugin reads the store.
+        methods.add_method("load_begin", |_, this, ()| {
+            let mut h = this.host.lock();
+            h.freshness.load_begin();
+            h.index.clear();
+            Ok(())
+        });
+        methods.add_method("load_end", |_, this, ()| {
+            let mut h = this.host.lock();
+            h.freshness.load_end();
+            Ok(h.index.len())
+        });
+        methods.add_method("load_abort", |_, this, ()| {
+            let mut h = this.host.lock();
+            h.freshness.load_abort();
+            h.index.clear();
             Ok(())
         });
 
-        // roles(value) → "list"|"set", names | nil, "invalid-roles"
-        methods.add_method("roles", |lua, _, roles: Value| {
-            let mut out = MultiValue::new();
-            let shape = match roles {
-                Value::Table(t) => {
-                    let mut entries = Vec::new();
-                    for pair in t.pairs::<Value, Value>() {
-                        let (k, v) = pair?;
-                        entries.push((to_scalar(&k), to_scalar(&v)));
+        // put(token, type, jid, expires, allow_registration, reusable, node, reset, uri,
+        // additional_data) → indexed. `node` and `reset`: nodeprepped names (false when
+        // nodeprep failed); `uri` and `additional_data` are kept only when given.
+        methods.add_method(
+            "put",
+            |_,
+             this,
+             args: (
+                Value,
+                Value,
+                Value,
+                Value,
+                bool,
+                bool,
+                Value,
+                Value,
+                Value,
+                Value,
+            )| {
+                let (
+                    token,
+                    kind,
+                    jid,
+                    expires,
+                    allow_registration,
+                    reusable,
+                    node,
+                    reset,
+                    uri,
+                    extra,
+                ) = args;
+                let Some(token) = text(&token) else {
+                    return Ok(false);
+                };
+                let (kind, jid, uri) = (text(&kind), text(&jid), text(&uri));
+                let mut host = this.host.lock();
+                let extra = match extra {
+                    Value::Nil => Extra::None,
+                    v => match to_data(v, 0).and_then(|d| data::literal(&d)) {
+                        Ok(literal) => Extra::Literal(host.index.intern(literal)),
+                        Err(_) => Extra::Unsupported,
+                    },
+                };
+                let fields = Fields {
+                    kind: kind.as_deref(),
+                    jid: jid.as_deref(),
+                    expires: number(&expires),
+                    allow_registration,
+                    reusable,
+                    node: name(&node),
+                    reset: name(&reset),
+                    uri: uri.as_deref(),
+                    extra,
+                };
+                Ok(host.put(&token, fields))
+            },
+        );
+
+        // forget(token): the store has no record for it.
+        methods.add_method("forget", |_, this, token: Value| {
+            if let Some(token) = text(&token) {
+                this.host.lock().index.remove(&token);
+            }
+            Ok(())
+        });
+
+        // creation_begin() / creation_end() → add: mod_invites announced invites
+        // (`invite-created` fires before the write); after it, whether to add them.
+        methods.add_method("creation_begin", |_, this, ()| {
+            this.host.lock().freshness.creation_begin();
+            Ok(())
+        });
+        methods.add_method("creation_end", |_, this, ()| {
+            Ok(this.host.lock().freshness.creation_end())
+        });
+
+        // write_begin() → fresh / write_end(fresh): around our own writes of the store.
+        methods.add_method("write_begin", |_, this, ()| {
+            Ok(this.host.lock().freshness.write_begin())
+        });
+        methods.add_method("write_end", |_, this, fresh: bool| {
+            this.host.lock().freshness.write_end(fresh);
+            Ok(())
+        });
+
+        // registering(presented, token, username) → "allow", reset-user | "none" |
+        // "refuse", code, text, label. SPEC §4.3 steps 2–5, §7.3 F11–F12.
+        methods.add_method(
+            "registering",
+            |lua, this, (presented, token, username): (bool, Value, Value)| {
+                let token = text(&token);
+                let username = text(&username);
+                let now = this.now_ms();
+                let decision = this.host.lock().registering(
+                    presented,
+                    token.as_deref(),
+                    username.as_deref(),
+                    now,
+                    now_s(),
+                );
+                let mut out = MultiValue::new();
+                match decision {
+                    Decision::Allow { reset } => {
+                        out.push_back(Value::String(lua.create_string("allow")?));
+                        if let Some(user) = reset {
+                            out.push_back(Value::String(lua.create_string(user)?));
+                        }
                     }
-                    policy::classify_roles(&entries)
+                    Decision::NoOpinion => out.push_back(Value::String(lua.create_string("none")?)),
+                    Decision::Refuse(r) => {
+                        out.push_back(Value::String(lua.create_string("refuse")?));
+                        out.push_back(Value::String(lua.create_string(r.code())?));
+                        out.push_back(Value::String(lua.create_string(r.text())?));
+                        out.push_back(Value::String(lua.create_string(r.label())?));
+                    }
                 }
-                _ => Roles::Invalid,
+                Ok(out)
+            },
+        );
+
+        // reserving(username) → the unexpired tokens bound to username.
+        methods.add_method("reserving", |lua, this, username: Value| {
+            let host = this.host.lock();
+            let mut out = MultiValue::new();
+            let Some(username) = text(&username) else {
+                return Ok(out);
             };
-            let (kind, names) = match shape {
-                Roles::List(n) => ("list", n),
-                Roles::Set(n) => ("set", n),
-                Roles::Invalid => {
-                    out.push_back(Value::Nil);
-                    out.push_back(Value::String(lua.create_string("invalid-roles")?));
-                    return Ok(out);
-                }
-            };
-            out.push_back(Value::String(lua.create_string(kind)?));
-            out.push_back(Value::Table(lua.create_sequence_from(names)?));
+            for t in host.reserving(&username, now_s()) {
+                out.push_back(Value::String(lua.create_string(t)?));
+            }
             Ok(out)
         });
 
-        // sweep() → drops expired claims, consumed entries and throttle windows (timer)
-        methods.add_method("sweep", |_, this, ()| {
-            let now = this.shared.now_ms();
-            this.shared.host.lock().sweep(now, now_s());
+        // claim(token) → handle | nil (nothing to claim) | false, text.
+        methods.add_method("claim", |lua, this, token: Value| {
+            let Some(token) = text(&token) else {
+                return Ok((Value::Nil, Value::Nil));
+            };
+            let now = this.now_ms();
+            Ok(match this.host.lock().claim(&token, now, now_s()) {
+                Ok(Some(handle)) => (Value::String(lua.create_string(handle)?), Value::Nil),
+                Ok(None) => (Value::Nil, Value::Nil),
+                Err(r) => (
+                    Value::Boolean(false),
+                    Value::String(lua.create_string(r.text())?),
+                ),
+            })
+        });
+
+        // release(token, handle) → true when a claim was given back.
+        methods.add_method("release", |_, this, (token, handle): (Value, Value)| {
+            let (Some(token), Some(handle)) = (text(&token), text(&handle)) else {
+                return Ok(false);
+            };
+            Ok(this.host.lock().release(&token, &handle))
+        });
+
+        // settle(token, handle) → "consumed", label, host_record, inviter | "reusable",
+        // label | nil: a registration finished (user-registered, user-password-reset).
+        methods.add_method("settle", |lua, this, (token, handle): (Value, Value)| {
+            let Some(token) = text(&token) else {
+                return Ok(MultiValue::new());
+            };
+            let handle = text(&handle);
+            let settled = this.host.lock().settle(&token, handle.as_deref(), now_s());
+            settled_values(lua, settled)
+        });
+
+        // use(token) → as settle: `validated_invite:use()` by another module.
+        methods.add_method("use", |lua, this, token: Value| {
+            let Some(token) = text(&token) else {
+                return Ok(MultiValue::new());
+            };
+            let settled = this.host.lock().use_invite(&token, now_s());
+            settled_values(lua, settled)
+        });
+
+        // contact_valid(token, expires) → whether a contact-invite entry is usable.
+        methods.add_method(
+            "contact_valid",
+            |_, this, (token, expires): (Value, Value)| {
+                let Some(token) = text(&token) else {
+                    return Ok(false);
+                };
+                Ok(this
+                    .host
+                    .lock()
+                    .contact_valid(&token, number(&expires), now_s()))
+            },
+        );
+
+        // consume_contact(token, user, expires) → host record to delete too.
+        methods.add_method(
+            "consume_contact",
+            |_, this, (token, user, expires): (BorrowedStr, BorrowedStr, Value)| {
+                // Only after contact_valid accepted this token for this user.
+                let now = now_s();
+                let expires = number(&expires).map_or(now, |e| e as i64);
+                let d = this
+                    .host
+                    .lock()
+                    .consume_contact(&token, &user, expires, now);
+                Ok(d.host)
+            },
+        );
+
+        // queue(token, host_record, inviter): a consumed token for the next batch delete.
+        methods.add_method(
+            "queue",
+            |_, this, (token, host_record, inviter): (BorrowedStr, bool, Value)| {
+                let user = text(&inviter).map(|u| Box::<str>::from(&*u));
+                this.host.lock().queue(
+                    &token,
+                    batch::Deletion {
+                        host: host_record,
+                        user,
+                    },
+                );
+                Ok(())
+            },
+        );
+
+        // restore(token, host_record, inviter): a durable marker of a token consumed before
+        // a restart; refused at once, deleted with the next batch.
+        methods.add_method(
+            "restore",
+            |_, this, (token, host_record, inviter): (Value, bool, Value)| {
+                let Some(token) = text(&token) else {
+                    return Ok(());
+                };
+                let user = text(&inviter).map(|u| Box::<str>::from(&*u));
+                this.host.lock().restore(
+                    &token,
+                    batch::Deletion {
+                        host: host_record,
+                        user,
+                    },
+                    now_s(),
+                );
+                Ok(())
+            },
+        );
+
+        // batch() → nil | { host = { token… }, users = { { user, { token… } }… } }.
+        methods.add_method("batch", |lua, this, ()| {
+            let b = this.host.lock().batch();
+            if b.is_empty() {
+                return Ok(Value::Nil);
+            }
+            let t = lua.create_table()?;
+            t.set("host", lua.create_sequence_from(b.host)?)?;
+            let users = lua.create_table()?;
+            for (user, tokens) in b.users {
+                users.raw_push(lua.create_sequence_from([
+                    Value::String(lua.create_string(user)?),
+                    Value::Table(lua.create_sequence_from(tokens)?),
+                ])?)?;
+            }
+            t.set("users", users)?;
+            Ok(Value::Table(t))
+        });
+
+        // batch_done(ok) → { token… } deleted for good (their markers can go).
+        methods.add_method("batch_done", |lua, this, ok: bool| {
+            lua.create_sequence_from(this.host.lock().batch_done(ok))
+        });
+
+        // bound_name(token) → the nodeprepped name the invite is bound to, or nil.
+        methods.add_method("bound_name", |lua, this, token: Value| {
+            let Some(token) = text(&token) else {
+                return Ok(Value::Nil);
+            };
+            let host = this.host.lock();
+            match host
+                .index
+                .get(&token)
+                .and_then(|e| e.bound())
+                .and_then(Name::as_str)
+            {
+                Some(n) => Ok(Value::String(lua.create_string(n)?)),
+                None => Ok(Value::Nil),
+            }
+        });
+
+        // expired() → { token… }: host records the cleanup deletes.
+        methods.add_method("expired", |lua, this, ()| {
+            let now = this.now_ms();
+            lua.create_sequence_from(this.host.lock().expired(now, now_s()))
+        });
+
+        // cleaned({ token… }): the cleanup deleted these.
+        methods.add_method("cleaned", |_, this, tokens: Table| {
+            let tokens: Vec<String> = tokens.sequence_values().collect::<LuaResult<_>>()?;
+            this.host.lock().cleaned(tokens.iter().map(String::as_str));
             Ok(())
         });
 
-        // stats() → { claims =, consumed =, throttled_addresses = }
-        methods.add_method("stats", |lua, this, ()| {
-            let h = this.shared.host.lock();
-            let (claims, consumed) = h.ledger.sizes();
+        // tracks_file() → whether the store is a file whose identity is checked.
+        methods.add_method("tracks_file", |_, this, ()| {
+            Ok(this.host.lock().freshness.tracks_file())
+        });
+
+        // sweep(): drops expired claims, consumed entries, throttle windows (timer).
+        methods.add_method("sweep", |_, this, ()| {
+            let now = this.now_ms();
+            this.host.lock().sweep(now, now_s());
+            Ok(())
+        });
+
+        // status() → { pending =, bound_names =, awaiting_deletion =, claims =, consumed =,
+        // throttled = }
+        methods.add_method("status", |lua, this, ()| {
+            let s = this.host.lock().status();
             let t = lua.create_table()?;
-            t.set("claims", claims)?;
-            t.set("consumed", consumed)?;
-            t.set("throttled_addresses", h.throttled_addresses())?;
+            t.set("pending", s.pending)?;
+            t.set("bound_names", s.bound_names)?;
+            t.set("awaiting_deletion", s.awaiting_deletion)?;
+            t.set("claims", s.claims)?;
+            t.set("consumed", s.consumed)?;
+            t.set("throttled", s.throttled)?;
             Ok(t)
         });
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::lua_raw;
+/// false, type, condition, text, label for a refused preauth.
+fn refusal_values(lua: &Lua, r: Refusal) -> LuaResult<MultiValue> {
+    let (kind, condition) = r.stanza_error().unwrap_or(("cancel", "item-not-found"));
+    Ok(MultiValue::from_iter([
+        Value::Boolean(false),
+        Value::String(lua.create_string(kind)?),
+        Value::String(lua.create_string(condition)?),
+        Value::String(lua.create_string(r.text())?),
+        Value::String(lua.create_string(r.label())?),
+    ]))
+}
 
-    /// `k()` raises for a key missing from [`lua_raw::KEYS`]; every literal key this file
-    /// passes to `k()` or `field()` must be there.
-    #[test]
-    fn test_every_key_is_interned() {
-        let all = include_str!("lua_api.rs");
-        let src = &all[..all.rfind("#[cfg(test)]").unwrap_or(all.len())];
-        let mut keys = Vec::new();
-        for marker in ["k(\"", "field("] {
-            for (at, _) in src.match_indices(marker) {
-                let call = &src[at + marker.len()..];
-                let call = &call[..call.find(')').unwrap_or(call.len())];
-                let open = if marker == "k(\"" {
-                    0
-                } else {
-                    match call.find('"') {
-                        Some(q) => q + 1,
-                        None => continue,
-                    }
-                };
-                let lit = &call[open..];
-                keys.push(lit[..lit.find('"').unwrap_or(lit.len())].to_owned());
-            }
-        }
-        assert!(keys.len() > 5, "scan found {} keys", keys.len());
-        for key in keys {
-            assert!(
-                lua_raw::KEYS.contains(&key.as_str()) || key == "kind",
-                "not interned: {key}"
-            );
-        }
-    }
+/// What `settle` and `use` return.
+fn settled_values(lua: &Lua, s: Settled) -> LuaResult<MultiValue> {
+    let label = |reset: bool| if reset { "reset" } else { "invited" };
+    Ok(match s {
+        Settled::Consumed { deletion, reset } => MultiValue::from_iter([
+            Value::String(lua.create_string("consumed")?),
+            Value::String(lua.create_string(label(reset))?),
+            Value::Boolean(deletion.host),
+            match deletion.user {
+                Some(u) => Value::String(lua.create_string(&*u)?),
+                None => Value::Nil,
+            },
+        ]),
+        Settled::Reusable => MultiValue::from_iter([
+            Value::String(lua.create_string("reusable")?),
+            Value::String(lua.create_string(label(false))?),
+        ]),
+        Settled::NotOurs => MultiValue::new(),
+    })
 }

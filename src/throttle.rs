@@ -1,14 +1,44 @@
-//! Failed-preauth throttle (SPEC §4.2 step 3): at most N failures per client address in
-//! a sliding 60-second window. Stock has none, which makes preauth a token oracle.
-//! Memory is bounded: entries expire after the window and the table is capped, evicting
-//! the address whose last failure is oldest.
+//! Failed-preauth throttle (SPEC §4.2 step 3, §7.3 F15): at most N failures per client
+//! address in a sliding 60-second window, IPv6 clients counted per network (a /64 by
+//! default: one subscriber line holds a whole /64). Stock has none, which makes preauth a
+//! token oracle. Memory is bounded: entries expire after the window and the table is
+//! capped, evicting the address whose last failure is oldest.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr};
 
 /// The sliding window, ms.
 pub const WINDOW_MS: u64 = 60_000;
 /// Most addresses tracked at once.
 pub const MAX_ADDRESSES: usize = 10_000;
+
+/// Default of `invites_register_throttle_ipv6_prefix`.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+
+/// The throttle bucket of a client address (`session.ip`): IPv4 addresses (also when
+/// IPv4-mapped, `::ffff:192.0.2.1`) count alone, IPv6 addresses per network of
+/// `v6_prefix` bits (`2001:db8:1:2::/64`). No address shares one bucket (""); an address
+/// that does not parse (it never comes from a socket) counts alone, as given.
+pub fn network_key(ip: Option<&str>, v6_prefix: u8) -> String {
+    let Some(ip) = ip else {
+        return String::new();
+    };
+    // A zone index (fe80::1%eth0) names the interface, not the network.
+    let bare = ip.split('%').next().unwrap_or(ip);
+    match bare.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let prefix = v6_prefix.min(128);
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                let net = Ipv6Addr::from(u128::from(v6) & mask);
+                format!("{net}/{prefix}")
+            }
+        },
+        Err(_) => ip.to_owned(),
+    }
+}
 
 /// Per-host throttle of failed preauths.
 #[derive(Debug)]
@@ -172,6 +202,34 @@ mod tests {
         assert_eq!(t.len(), 1);
         t.sweep(WINDOW_MS + 30_000);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn test_network_key() {
+        let key = |ip, p| network_key(Some(ip), p);
+        assert_eq!(key("192.0.2.1", 64), "192.0.2.1");
+        assert_eq!(key("::ffff:192.0.2.1", 64), "192.0.2.1");
+        assert_eq!(key("2001:db8:1:2:3:4:5:6", 64), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff::1", 64), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:3::1", 64), key("2001:db8:1:2::1", 64));
+        assert_eq!(key("2001:db8:1:2:3:4:5:6", 48), "2001:db8:1::/48");
+        assert_eq!(key("2001:db8::1", 128), "2001:db8::1/128");
+        assert_eq!(key("2001:db8::1", 0), "::/0");
+        assert_eq!(key("2001:db8::1", 200), "2001:db8::1/128");
+        assert_eq!(key("::1", 64), "::/64");
+        assert_eq!(key("fe80::1%eth0", 64), "fe80::/64");
+        assert_eq!(key("not an address", 64), "not an address");
+        assert_eq!(network_key(None, 64), "");
+    }
+
+    #[test]
+    fn test_ipv6_network_shares_a_bucket() {
+        let mut t = Throttle::new(2);
+        for host in ["2001:db8::1", "2001:db8::2"] {
+            t.record_failure(&network_key(Some(host), 64), 0);
+        }
+        assert!(t.is_throttled(&network_key(Some("2001:db8::ffff"), 64), 1));
+        assert!(!t.is_throttled(&network_key(Some("2001:db8:0:1::1"), 64), 1));
     }
 
     #[test]

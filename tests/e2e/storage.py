@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import time
 from urllib.parse import quote
 
 from prosody import HOST, Prosody, is_prosody_13
@@ -80,6 +81,19 @@ def invite_stored(server: Prosody, token: str, host: str = HOST, user: str | Non
     folder = _host_dir(server, host)
     path = folder / "invite_token" / f"{user}.dat" if user else folder / "invite_token.dat"
     return path.exists() and f'["{token}"]' in path.read_text()
+
+
+def invite_gone(server: Prosody, token: str, host: str = HOST, user: str | None = None,
+                timeout: float = 5.0) -> bool:
+    """Whether mod_invites' store no longer holds `token` (as `invite_stored`), waiting up
+    to `timeout` seconds: on internal storage used tokens leave the store with the next
+    batch write (`invites_register_delete_delay`), while the module refuses them at once."""
+    deadline = time.monotonic() + timeout
+    while invite_stored(server, token, host, user):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _encode(name: str) -> str:

@@ -55,8 +55,8 @@ def assert_mutual_and_consumed(server, token: str) -> None:
         server_state.roster(server, "inviter")
     assert server_state.roster(server, "newbie").get(INVITER) == BOTH, \
         server_state.roster(server, "newbie")
-    assert not storage.invite_stored(server, token)
-    assert not storage.invite_stored(server, token, user="inviter")
+    assert storage.invite_gone(server, token)
+    assert storage.invite_gone(server, token, user="inviter")
 
 
 def test_online_inviter_receives_roster_push(prosody):

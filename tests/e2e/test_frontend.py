@@ -28,7 +28,7 @@ def test_frontend_registration_consumes_token(prosody):
     token = invites.account(server)
     assert frontend.register(server, token, "alice", "s3cret") == REGISTERED
     assert client.login(server.port, "alice", "s3cret")
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
 
     assert frontend.register(server, token, "bob", "secret") == "invalid: token-invalid"
     with RawStream(server.port) as s:
@@ -50,7 +50,7 @@ def test_frontend_single_use_of_earlier_validated_invite(prosody):
     assert frontend.submit(server, first, "alice", "secret") == REGISTERED
     assert frontend.submit(server, second, "bob", "secret") == f"refused: {TOKEN_USED}"
     assert storage.accounts(server) == {"alice"}
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
     assert not client.login(server.port, "bob", "secret")
 
 
@@ -66,7 +66,7 @@ def test_frontend_username_binding(prosody):
 
     assert frontend.submit(server, form, "alice", "secret") == REGISTERED
     assert storage.accounts(server) == {"alice"}
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
 
 
 def test_frontend_then_preauthed_stream(prosody):
@@ -83,7 +83,7 @@ def test_frontend_then_preauthed_stream(prosody):
         s.open()
         assert_error(s.preauth(token), "cancel", "item-not-found", TOKEN_INVALID)
     assert storage.accounts(server) == {"web"}
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
 
 
 def test_preauthed_stream_then_frontend(prosody):
@@ -109,8 +109,8 @@ def test_frontend_contact_invite(prosody):
     assert frontend.register(server, token, "webfriend", "secret") == REGISTERED
     assert server_state.roster(server, "inviter")[f"webfriend@{HOST}"]["subscription"] == "both"
     assert server_state.roster(server, "webfriend")[f"inviter@{HOST}"]["subscription"] == "both"
-    assert not storage.invite_stored(server, token)
-    assert not storage.invite_stored(server, token, user="inviter")
+    assert storage.invite_gone(server, token)
+    assert storage.invite_gone(server, token, user="inviter")
 
 
 def test_frontend_admin_invite(prosody):
@@ -119,7 +119,7 @@ def test_frontend_admin_invite(prosody):
     token = invites.token_from_uri(invites.generate(server, "--admin"))
     assert frontend.register(server, token, "webboss", "secret") == REGISTERED
     assert server_state.is_admin(server, "webboss")
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
 
 
 def test_frontend_invite_from_other_host(prosody):
@@ -137,4 +137,4 @@ def test_frontend_invite_from_other_host(prosody):
     assert storage.invite_stored(server, token, host=OTHER_HOST)
     assert frontend.submit(server, form, "crosser", "secret") == REGISTERED
     assert storage.accounts(server, host=OTHER_HOST) == {"crosser"}
-    assert not storage.invite_stored(server, token, host=OTHER_HOST)
+    assert storage.invite_gone(server, token, host=OTHER_HOST)

@@ -19,7 +19,7 @@ def test_bound_invite_only_for_its_username(server):
         assert_error(s.register("mallory", "secret"), "modify", "not-acceptable", WRONG_USERNAME)
         assert_result(s.register("alice", "secret"))
     assert storage.accounts(server) == {"alice"}
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
     assert client.login(server.port, "alice", "secret")
 
 
@@ -51,7 +51,7 @@ def test_reset_invite(server):
     assert storage.accounts(server) == {"bob"}
     assert not client.login(server.port, "bob", "old-password")
     assert client.login(server.port, "bob", "new-password")
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
 
 
 def test_reusable_invite(server):
@@ -80,7 +80,7 @@ def test_contact_invite_with_registration(server):
     newbie_roster = client.roster(server.port, "newbie", "secret")
     assert inviter_roster[f"newbie@{HOST}"]["subscription"] == "both", inviter_roster
     assert newbie_roster[f"inviter@{HOST}"]["subscription"] == "both", newbie_roster
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
 
 
 def test_admin_invite_grants_admin_role(server):

@@ -39,7 +39,7 @@ def test_throttle_refuses_second_invited_registration(prosody):
     assert_result(register(server, first, "first"))
     assert_error(register(server, second, "second"), "wait", "policy-violation", LIMITS_THROTTLED)
     assert storage.accounts(server) == {"first"}
-    assert not storage.invite_stored(server, first)
+    assert storage.invite_gone(server, first)
     assert storage.invite_stored(server, second)
     refusals = [line for line in server.log_lines(level="debug")
                 if "Registration disallowed by module" in line]
@@ -52,7 +52,7 @@ def test_throttle_refuses_second_invited_registration(prosody):
     assert frontend.register(server, second, "second", "secret", ip="192.0.2.7") == \
         frontend.REGISTERED
     assert client.login(server.port, "second", "secret")
-    assert not storage.invite_stored(server, second)
+    assert storage.invite_gone(server, second)
 
 
 def test_throttle_refusal_keeps_stream_invite(prosody):

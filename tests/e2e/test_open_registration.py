@@ -24,7 +24,7 @@ def test_open_registration_still_honours_invites(prosody):
         assert_result(s.register("invited", "secret"))
         assert_error(s.register("again", "secret"), "modify", "not-acceptable", TOKEN_USED)
     assert storage.accounts(server) == {"walkin", "invited"}
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
     assert client.login(server.port, "walkin", "secret")
     assert client.login(server.port, "invited", "secret")
 

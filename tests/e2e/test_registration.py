@@ -33,7 +33,7 @@ def test_registration_with_invite(server):
 
     assert client.login(server.port, "alice", "s3cret")
     assert not client.login(server.port, "alice", "wrong")
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
 
 
 def test_second_registration_on_same_stream_refused(server):
@@ -46,7 +46,7 @@ def test_second_registration_on_same_stream_refused(server):
         assert_result(s.register("first", "secret"))
         assert_error(s.register("second", "secret"), "modify", "not-acceptable", TOKEN_USED)
     assert storage.accounts(server) == {"first"}
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
 
 
 def test_two_streams_same_token_only_one_account(server):
@@ -61,7 +61,7 @@ def test_two_streams_same_token_only_one_account(server):
         assert_result(one.register("winner", "secret"))
         assert_error(two.register("loser", "secret"), "modify", "not-acceptable", TOKEN_USED)
     assert storage.accounts(server) == {"winner"}
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
 
 
 def test_failed_registration_keeps_token_same_stream(server):
@@ -76,7 +76,7 @@ def test_failed_registration_keeps_token_same_stream(server):
         assert storage.invite_stored(server, token)
         assert_result(s.register("fresh", "secret"))
     assert storage.accounts(server) == {"taken", "fresh"}
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
     assert client.login(server.port, "taken", "secret")
 
 
@@ -93,4 +93,4 @@ def test_failed_registration_keeps_token_new_stream(server):
         assert_result(s.preauth(token))
         assert_result(s.register("fresh", "secret"))
     assert storage.accounts(server) == {"taken", "fresh"}
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)

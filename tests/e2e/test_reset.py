@@ -24,7 +24,7 @@ def test_reset_with_client_then_link_is_dead(server):
         ("result", "result", True), result
     assert not client.login(server.port, "bob", "old-password")
     assert client.login(server.port, "bob", "new-password")
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
 
     again = client.register_with_invite(server.port, token, "bob", "third-password")
     assert again.preauth_type == "error" and again.preauth_condition == "item-not-found", again
@@ -46,7 +46,7 @@ def test_reset_twice_on_same_stream(server):
         assert_error(s.register("bob", "attacker-password"), "modify", "not-acceptable", TOKEN_USED)
     assert client.login(server.port, "bob", "new-password")
     assert not client.login(server.port, "bob", "attacker-password")
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
 
 
 def test_reset_refused_for_other_user_keeps_link(server):
@@ -69,7 +69,7 @@ def test_reset_refused_for_other_user_keeps_link(server):
 
     result = client.register_with_invite(server.port, token, "bob", "new-password")
     assert (result.register_type, result.logged_in) == ("result", True), result
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
 
 
 def test_two_streams_same_reset_link(server):
@@ -85,7 +85,7 @@ def test_two_streams_same_reset_link(server):
         assert_error(two.register("bob", "second-password"), "modify", "not-acceptable", TOKEN_USED)
     assert client.login(server.port, "bob", "first-password")
     assert not client.login(server.port, "bob", "second-password")
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)
 
 
 def test_expired_reset_link(server):
@@ -110,4 +110,4 @@ def test_reset_link_for_missing_account_creates_it(server):
         assert_result(s.register("ghost", "secret"))
     assert storage.accounts(server) == {"ghost"}
     assert client.login(server.port, "ghost", "secret")
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token)

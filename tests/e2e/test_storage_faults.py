@@ -109,23 +109,32 @@ def test_write_failure_at_consumption(prosody, faulty):
         assert_result(s.preauth(fresh))
         assert_result(s.register("bob", "secret"))
     assert storage.accounts(server) == {"alice", "bob"}
-    assert not storage.invite_stored(server, fresh)
+    assert storage.invite_gone(server, fresh)
 
 
 def test_read_failure_after_preauth(prosody, faulty):
-    """A token validated before the storage broke still registers: the module judges the
-    record it read at preauth (SPEC §4.3 step 3) and does not re-read it. Whatever the
-    consumption then fails to do is logged, never a traceback."""
+    """A registration is judged against the store as it is then (SPEC §7.3 F12), so when
+    the store cannot be read after the preauth the registration is refused ("no longer
+    valid": a storage error never counts as valid), nothing is burnt, and once reads work
+    again the same stream registers. Deletes that then fail are logged, never a traceback."""
     server = prosody.start()
     token = invites.account(server)
     with RawStream(server.port) as s:
         s.open()
         assert_result(s.preauth(token))
-        faults(server, "read write")
+        faults(server, "read")
+        assert_error(s.register("alice", "secret"), "modify", "not-acceptable", TOKEN_USED)
+        assert logged(server, "warn", "Failed to read invite token", "simulated read failure")
+        assert not storage.account_exists(server, "alice")
+        faults(server, "write")
         assert_result(s.register("alice", "secret"))
     faults(server, "")
     assert client.login(server.port, "alice", "secret")
     assert logged(server, "error", "Failed to delete used invite token")
+    assert storage.invite_stored(server, token)  # the delete did fail
+    with RawStream(server.port) as s:
+        s.open()
+        assert_error(s.preauth(token), "cancel", "item-not-found", TOKEN_INVALID)
 
 
 def test_frontend_invite_read_failure_refused(prosody, faulty):
@@ -182,7 +191,7 @@ def test_contact_invite_read_failure(prosody, faulty):
         assert logged(server, "warn", "Failed to read contact invite of alice")
         faults(server, "")
         assert asked_back(subscribe(carol, f"alice@{HOST}", token), f"alice@{HOST}")
-    assert not storage.invite_stored(server, token, user="alice")
+    assert storage.invite_gone(server, token, user="alice")
 
 
 def test_contact_invite_write_failure(prosody, faulty):

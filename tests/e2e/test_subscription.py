@@ -51,7 +51,7 @@ def test_contact_token_preapproves_subscription(server):
 
     roster = client.roster(server.port, "alice", "secret")
     assert roster.get(CAROL) == {"subscription": "from", "ask": "subscribe"}, roster
-    assert not storage.invite_stored(server, token, user="alice")
+    assert storage.invite_gone(server, token, user="alice")
 
 
 def test_subscribe_without_to_is_ignored(server):
@@ -143,8 +143,8 @@ def test_contact_token_with_inviter_online(prosody, allow_registration):
     assert server_state.roster(server, "alice")[CAROL] == \
         {"subscription": "from", "ask": "subscribe"}
     assert server_state.roster(server, "carol")[ALICE] == {"subscription": "to", "ask": None}
-    assert not storage.invite_stored(server, token, user="alice")
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token, user="alice")
+    assert storage.invite_gone(server, token)
 
 
 def test_registration_token_with_inviter_offline(prosody):
@@ -166,8 +166,8 @@ def test_registration_token_with_inviter_offline(prosody):
         assert not [s for s in carol.pending if presence_from(ALICE, "subscribed")(s)], \
             [str(s) for s in carol.pending]
 
-    assert not storage.invite_stored(server, token, user="alice")
-    assert not storage.invite_stored(server, token)
+    assert storage.invite_gone(server, token, user="alice")
+    assert storage.invite_gone(server, token)
     assert client.roster(server.port, "alice", "secret")[CAROL] == \
         {"subscription": "from", "ask": "subscribe"}
 
@@ -276,7 +276,7 @@ def test_token_kept_when_contact_already_subscribed(prosody):
         settle(carol, alice)
         assert subscribe_requests(alice, CAROL) == [], [str(s) for s in alice.pending]
 
-    assert not storage.invite_stored(server, first, user="alice")
+    assert storage.invite_gone(server, first, user="alice")
     assert storage.invite_stored(server, second, user="alice")
     assert storage.invite_stored(server, second)
     assert server_state.roster(server, "alice")[CAROL]["subscription"] == "from"

@@ -1,0 +1,170 @@
+//! The per-host invite index (SPEC §7.2): every valid-shaped host record of mod_invites'
+//! `invite_token` store by token, and the tokens of account invites bound to each
+//! (nodeprepped) username. Prosody has no such structure: on its default file storage
+//! every `get` of the map store parses the host's whole invite file, so stock's preauth
+//! and registration cost O(pending invites); here they cost a hash lookup.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::invite::{Entry, Name};
+
+/// The index of one host.
+#[derive(Debug, Default)]
+pub struct Index {
+    entries: HashMap<Box<str>, Entry>,
+    bound: HashMap<Box<str>, Vec<Box<str>>>,
+    literals: HashSet<Arc<str>>,
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forgets everything (before a reload).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bound.clear();
+        self.literals.clear();
+    }
+
+    /// The shared copy of an `additional_data` literal.
+    pub fn intern(&mut self, literal: String) -> Arc<str> {
+        if let Some(known) = self.literals.get(literal.as_str()) {
+            return known.clone();
+        }
+        let shared: Arc<str> = literal.into();
+        self.literals.insert(shared.clone());
+        shared
+    }
+
+    /// Adds or replaces the entry of `token`.
+    pub fn insert(&mut self, token: &str, entry: Entry) {
+        self.remove(token);
+        if let Some(Name::Valid(name)) = entry.bound() {
+            self.bound
+                .entry(name.clone())
+                .or_default()
+                .push(token.into());
+        }
+        self.entries.insert(token.into(), entry);
+    }
+
+    /// Removes the entry of `token`, returning it.
+    pub fn remove(&mut self, token: &str) -> Option<Entry> {
+        let entry = self.entries.remove(token)?;
+        if let Some(Name::Valid(name)) = entry.bound() {
+            if let Some(tokens) = self.bound.get_mut(name) {
+                tokens.retain(|t| **t != *token);
+                if tokens.is_empty() {
+                    self.bound.remove(name);
+                }
+            }
+        }
+        Some(entry)
+    }
+
+    /// The entry of `token`.
+    pub fn get(&self, token: &str) -> Option<&Entry> {
+        self.entries.get(token)
+    }
+
+    /// The tokens of account invites bound to `name` (nodeprepped), expired ones included.
+    pub fn bound_to(&self, name: &str) -> &[Box<str>] {
+        self.bound.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Tokens whose invite expired before `now` (Unix seconds).
+    pub fn expired(&self, now: i64) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .filter(move |(_, e)| !e.live(now))
+            .map(|(t, _)| &**t)
+    }
+
+    /// Number of invites held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no invite is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Number of distinct usernames that account invites are bound to.
+    pub fn bound_names(&self) -> usize {
+        self.bound.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invite::{Extra, Fields};
+
+    fn entry(jid: &str, bound: Option<&str>, expires: f64) -> Entry {
+        Entry::from_fields(
+            "example.com",
+            "T",
+            Fields {
+                kind: Some("register"),
+                jid: Some(jid),
+                expires: Some(expires),
+                allow_registration: true,
+                node: bound.map(|b| Name::Valid(b.into())),
+                ..Fields::default()
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn test_simple() {
+        let mut i = Index::new();
+        i.insert("A", entry("example.com", None, 100.0));
+        i.insert("B", entry("Alice@example.com", Some("alice"), 100.0));
+        assert_eq!(i.len(), 2);
+        assert_eq!(i.bound_to("alice"), &["B".into()]);
+        assert_eq!(i.bound_names(), 1);
+        assert!(i.get("A").is_some());
+        assert!(i.get("C").is_none());
+    }
+
+    #[test]
+    fn test_replace_and_remove_keep_names_exact() {
+        let mut i = Index::new();
+        i.insert("B", entry("alice@example.com", Some("alice"), 100.0));
+        i.insert("C", entry("alice@example.com", Some("alice"), 100.0));
+        i.insert("B", entry("bob@example.com", Some("bob"), 100.0));
+        assert_eq!(i.bound_to("alice"), &["C".into()]);
+        assert_eq!(i.bound_to("bob"), &["B".into()]);
+        i.remove("C");
+        assert!(i.bound_to("alice").is_empty());
+        assert_eq!(i.bound_names(), 1);
+        assert!(i.remove("C").is_none());
+    }
+
+    #[test]
+    fn test_expired() {
+        let mut i = Index::new();
+        i.insert("old", entry("example.com", None, 99.0));
+        i.insert("new", entry("example.com", None, 100.0));
+        assert_eq!(i.expired(100).collect::<Vec<_>>(), vec!["old"]);
+    }
+
+    #[test]
+    fn test_literals_are_shared() {
+        let mut i = Index::new();
+        let a = i.intern(r#"{["groups"]={};}"#.into());
+        let b = i.intern(r#"{["groups"]={};}"#.into());
+        assert!(Arc::ptr_eq(&a, &b));
+        let mut e = entry("example.com", None, 1.0);
+        e.extra = Extra::Literal(a);
+        i.insert("X", e);
+        i.clear();
+        assert!(i.is_empty());
+    }
+}
