@@ -1,10 +1,8 @@
--- The native library's exports, called from a real Lua as Prosody would call them.
+-- The native library's exports, called from a real Lua as the plugin calls them.
 local helpers = require "spec.helpers";
-local st = helpers.st;
 local native = require "invites_register";
 
-local hosts = setmetatable({}, { __mode = "k" });
-local function state_host(state) return hosts[state] or "example.com"; end
+local NOW = os.time();
 
 local function new_state(cfg)
 	local c = {
@@ -12,360 +10,298 @@ local function new_state(cfg)
 		invite_only = true;
 		require_encryption = true;
 		token_attempts = 10;
-		nodeprep = function (s) return (s:lower():gsub("[^%w%-_%.]", "")); end;
-		stanza_mt = st.stanza_mt;
 	};
 	for k, v in pairs(cfg or {}) do c[k] = v; end
-	local state, warning = native.new(c);
-	hosts[state] = c.host;
-	return state, warning;
+	return native.new(c);
 end
 
--- A state's plain C functions (`state:functions()`, made once per state).
-local functions_of = setmetatable({}, { __mode = "k" });
-local function fn(state)
-	if not functions_of[state] then
-		functions_of[state] = state:functions();
-	end
-	return functions_of[state];
-end
-local function native_preauth(state, ...)
-	return fn(state).preauth(...);
-end
-local function native_finish(state, ...)
-	return fn(state).preauth_finish(...);
-end
-
-local function preauth_iq(token, attrs)
-	local iq = st.iq(attrs or { type = "set", id = "p1" });
-	iq:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = token });
-	return iq;
-end
-
-local function record(fields)
-	local r = { type = "register", jid = "example.com", token = "T", expires = os.time() + 3600, uri = "xmpp:example.com?register;preauth=T" };
-	for k, v in pairs(fields or {}) do r[k] = v; end
-	return r;
-end
-
--- Sends the library's decision the way the plugin does: st.reply, or st.error_reply with
--- the type, condition and text it returned.
-local function reply_for(iq, ok, err_type, condition, text)
-	if ok then return st.reply(iq); end
-	return st.error_reply(iq, err_type, condition, text);
-end
-
--- The first half of a preauth as a reply stanza (nil when a lookup is due) and the token.
-local function begin(state, iq, ip, secure, same_host)
-	local token, err_type, condition, text = native_preauth(state, iq, ip, secure, same_host);
-	if token then return nil, token; end
-	return reply_for(iq, false, err_type, condition, text);
-end
-
--- Runs both halves of a preauth with `rec` as the stored record; on success returns the
--- reply and an invite table shaped as the plugin makes it.
-local function preauth(state, token, rec, err, origin)
-	origin = origin or {};
-	local iq = preauth_iq(token);
-	local ip = origin.ip or "192.0.2.1";
-	local reply = begin(state, iq, ip, origin.secure ~= false, origin.same_host ~= false);
-	if reply then return reply; end
-	local valid, a, b, c = native_finish(state, token, ip, rec, err);
-	if not valid then return reply_for(iq, false, a, b, c); end
-	return st.reply(iq), {
-		token = token; type = rec.type; additional_data = rec.additional_data; host = state_host(state);
-		reusable = not not rec.reusable; inviter = a; username = a; _record = rec;
-	}, valid;
+-- put() with a record's fields, as the plugin passes them (names already nodeprepped).
+local function put(state, token, f)
+	f = f or {};
+	return state:put(token, f.type or "register", f.jid or "example.com", f.expires or NOW + 3600,
+		f.allow_registration ~= false, f.reusable, f.node, f.reset, f.uri, f.additional_data);
 end
 
 describe("invites_register", function ()
 	describe("#new()", function ()
-		it("should return a state and no warning for valid options", function ()
-			local state, warning = new_state();
+		it("should return a state and the defaults", function ()
+			local state, settings = new_state();
 			assert.is_userdata(state);
-			assert.is_nil(warning);
+			assert.same({}, settings.errors);
+			assert.equal(10, settings.token_attempts);
+			assert.equal(64, settings.ipv6_prefix);
+			assert.equal(3600, settings.cleanup_interval);
+			assert.equal(2, settings.delete_delay);
+			assert.is_false(state:tracks_file());
 		end);
-		it("should warn and use the default for a bad token_attempts", function ()
-			for _, bad in ipairs({ -1, 2.5, "lots", true }) do
-				local state, warning = new_state({ token_attempts = bad });
-				assert.is_userdata(state);
-				assert.matches("invites_register_token_attempts", warning);
+		it("should report each bad option and use its default", function ()
+			for option, bad in pairs({ token_attempts = -1, ipv6_prefix = 129, cleanup_interval = 1.5,
+				delete_delay = "later" }) do
+				local _, settings = new_state({ [option] = bad });
+				assert.equal(1, #settings.errors, option);
+				assert.matches("invites_register_", settings.errors[1]);
 			end
+		end);
+		it("should take fractional delete delays", function ()
+			local _, settings = new_state({ delete_delay = 0.25 });
+			assert.equal(0.25, settings.delete_delay);
 		end);
 	end);
 
-	describe("#features()", function ()
-		it("should return both register features as stanzas, legacy first", function ()
-			local f = new_state():features();
-			assert.equal(2, #f);
-			assert.truthy(st.is_stanza(f[1]));
-			assert.equal("<register xmlns='urn:xmpp:invite'/>", tostring(f[1]));
-			assert.equal("<register xmlns='urn:xmpp:ibr-token:0'/>", tostring(f[2]));
+	describe("#preauth_gate()", function ()
+		it("should let a plausible token through to the lookup", function ()
+			assert.is_true(new_state():preauth_gate("T", "192.0.2.1", true, true));
 		end);
-	end);
-
-	describe("#preauth()", function ()
-		it("should ask for a lookup of a plausible token", function ()
-			local token, err_type = native_preauth(new_state(), preauth_iq("T"), "192.0.2.1", true, true);
-			assert.equal("T", token);
-			assert.is_nil(err_type);
-		end);
-		it("should refuse plaintext identically for valid and invalid tokens", function ()
-			local state = new_state();
-			local a = begin(state, preauth_iq("T"), "192.0.2.1", false, true);
-			local b = begin(state, preauth_iq("nope"), "192.0.2.1", false, true);
-			assert.equal(tostring(a), tostring(b));
-			assert.equal("modify", a.tags[1].attr.type);
-			assert.equal("policy-violation", a.tags[1].tags[1].name);
-		end);
-		it("should answer service-unavailable for another host", function ()
-			local reply = begin(new_state(), preauth_iq("T"), "192.0.2.1", true, false);
-			assert.equal("service-unavailable", reply.tags[1].tags[1].name);
-		end);
-		it("should return the spec's type, condition and text for an empty token", function ()
-			local iq = st.iq({ type = "get", id = "x1", to = "example.com" })
-				:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = "" }):up();
-			assert.same({ nil, "cancel", "item-not-found", "The provided token is invalid or expired" },
-				{ native_preauth(new_state(), iq, "192.0.2.1", true, true) });
-		end);
-		it("should report a malformed stanza as bad-request", function ()
-			local not_preauth = st.iq({ type = "set", id = "b" }):tag("query", { xmlns = "jabber:iq:version" }):up();
-			local token, err_type, condition = native_preauth(new_state(), not_preauth, "192.0.2.1", true, true);
-			assert.is_nil(token);
-			assert.equal("modify", err_type);
-			assert.equal("bad-request", condition);
-		end);
-	end);
-
-	describe("#functions()", function ()
-		it("should refuse odd arguments without raising", function ()
-			local state = new_state();
-			local tagless = setmetatable({ name = "iq", attr = {} }, st.stanza_mt);
-			local odd_child = st.iq({ type = "set", id = "o" });
-			odd_child.tags[1] = "preauth";
-			local attrless = st.iq({ type = "set", id = "o" });
-			attrless.tags[1] = { name = "preauth" };
-			for _, stanza in ipairs({ nil, 1, "<iq/>", {}, tagless, odd_child, attrless,
-				preauth_iq(nil), st.iq({ type = "set", id = "n" }):tag("preauth", { token = "T" }):up() }) do
-				local token, err_type = native_preauth(state, stanza, "192.0.2.1", true, true);
-				assert.is_nil(token);
-				assert.equal("string", type(err_type));
-			end
-			for _, ip in ipairs({ nil, 7, {}, "\255" }) do
-				assert.equal("T", (native_preauth(state, preauth_iq("T"), ip, true, true)));
-			end
-			for _, token in ipairs({ nil, 5, {}, "\255\254" }) do
-				local valid, err_type = native_finish(state, token, "192.0.2.1", record(), nil);
-				assert.is_nil(valid);
-				assert.equal("cancel", err_type);
-			end
-			for _, rec in ipairs({ 1, "x", record({ expires = "4102444800" }), record({ type = 1 }),
-				record({ type = "roster", jid = {} }), record({ type = "roster", jid = "@example.com" }),
-				record({ type = "roster", jid = ("x"):rep(2000) .. "@example.com" }) }) do
-				local valid, err_type = native_finish(state, "T", "192.0.2.1", rec, nil);
-				assert.is_nil(valid);
-				assert.equal("cancel", err_type);
-			end
-		end);
-		it("should keep working after the state itself is collected", function ()
-			local fns = new_state():functions();
-			local p, f = fns.preauth, fns.preauth_finish;
-			collectgarbage(); collectgarbage();
-			assert.equal("T", (p(preauth_iq("T"), "192.0.2.1", true, true)));
-			assert.same({ true }, { f("T", "192.0.2.1", record(), nil) });
-		end);
-		it("should share the throttle with the state's other functions", function ()
+		it("should refuse plaintext identically for any token, uncounted", function ()
 			local state = new_state({ token_attempts = 1 });
-			local p1 = state:functions().preauth;
-			local f2 = state:functions().preauth_finish;
-			assert.is_nil((f2("x", "192.0.2.9", nil, nil)));
-			local token, err_type, condition = p1(preauth_iq("T"), "192.0.2.9", true, true);
-			assert.is_nil(token);
-			assert.equal("wait", err_type);
-			assert.equal("policy-violation", condition);
+			local a = { state:preauth_gate("T", "192.0.2.1", false, true) };
+			local b = { state:preauth_gate("nope", "192.0.2.1", false, true) };
+			assert.same(a, b);
+			assert.same({ false, "modify", "policy-violation", "Encryption is required", "encryption_required" }, a);
+			assert.equal(0, state:status().throttled);
+		end);
+		it("should refuse another host's stream", function ()
+			local ok, err_type, condition, _, label = new_state():preauth_gate("T", nil, true, false);
+			assert.same({ false, "cancel", "service-unavailable", "wrong_host" }, { ok, err_type, condition, label });
+		end);
+		it("should throttle after the allowed failures, per IPv6 network", function ()
+			local state = new_state({ token_attempts = 2 });
+			for _, ip in ipairs({ "2001:db8::1", "2001:db8::2" }) do
+				assert.is_false((state:preauth_judge("bogus", ip, false)));
+			end
+			local ok, err_type, _, text, label = state:preauth_gate("T", "2001:db8::3", true, true);
+			assert.same({ false, "wait", "Too many invalid invite tokens, try again later", "throttled" },
+				{ ok, err_type, text, label });
+			assert.is_true(state:preauth_gate("T", "2001:db8:0:1::1", true, true));
+		end);
+		it("should refuse hostile values without raising", function ()
+			local state = new_state();
+			for _, token in ipairs({ 42, {}, true, "", ("x"):rep(1025), "\255\254" }) do
+				assert.is_false((state:preauth_gate(token, {}, "yes", 1)));
+				assert.is_false((state:preauth_judge(token, nil, false)));
+			end
 		end);
 	end);
 
-	describe("#preauth_finish()", function ()
-		it("should return a result and validity for a valid record", function ()
+	describe("#preauth_judge()", function ()
+		it("should return the invite's fields from the index", function ()
 			local state = new_state();
-			local reply, invite, valid = preauth(state, "T", record({ additional_data = { groups = { "g" } } }));
-			assert.equal("result", reply.attr.type);
-			assert.is_true(valid);
-			assert.is_nil(invite.inviter);
-			assert.equal("register", fn(state).kind(invite));
-			assert.is_nil(fn(new_state({ host = "other.example" })).kind(invite));
+			assert.is_true(put(state, "T", { uri = "xmpp:example.com?register;preauth=T" }));
+			assert.same({ true, "register", nil, false, "xmpp:example.com?register;preauth=T" },
+				{ state:preauth_judge("T", "192.0.2.1", false) });
+		end);
+		it("should keep other uris and none as stored", function ()
+			local state = new_state();
+			put(state, "W", { uri = "https://example.com/i/W" });
+			put(state, "N", {});
+			assert.equal("https://example.com/i/W", select(5, state:preauth_judge("W", nil, false)));
+			assert.is_nil(select(5, state:preauth_judge("N", nil, false)));
+		end);
+		it("should give additional_data back as a literal that deserializes to it", function ()
+			local state = new_state();
+			local data = { groups = { "g1", "g2" }, roles = { ["prosody:member"] = true }, n = 1.5, k = 3,
+				text = "a\"b\\c\n\0\255" };
+			put(state, "T", { additional_data = data });
+			local literal = select(6, state:preauth_judge("T", nil, false));
+			assert.is_string(literal);
+			assert.same(data, require "util.serialization".deserialize(literal));
+		end);
+		it("should mark additional_data it cannot keep", function ()
+			local state = new_state();
+			put(state, "T", { additional_data = { f = print } });
+			assert.is_true(select(6, state:preauth_judge("T", nil, false)));
 		end);
 		it("should name the inviter of a roster invite", function ()
-			local _, invite = preauth(new_state(), "T", record({ type = "roster", jid = "juliet@example.com", allow_registration = "true" }));
-			assert.equal("juliet", invite.inviter);
-			assert.equal("juliet", invite.username);
-		end);
-		it("should treat odd records and storage errors as invalid", function ()
 			local state = new_state();
-			for _, rec in ipairs({ 42, "x", {}, record({ expires = "soon" }), record({ type = "nope" }),
-				record({ allow_registration = false }), record({ expires = os.time() - 1 }) }) do
-				local reply, invite = preauth(state, "T", rec);
-				assert.is_nil(invite);
-				assert.equal("item-not-found", reply.tags[1].tags[1].name);
-			end
-			local reply, invite = preauth(new_state(), "T", record(), "db down");
-			assert.is_nil(invite);
-			assert.equal("item-not-found", reply.tags[1].tags[1].name);
+			assert.is_true(put(state, "R", { type = "roster", jid = "juliet@example.com", node = "juliet" }));
+			local ok, kind, inviter = state:preauth_judge("R", nil, false);
+			assert.same({ true, "roster", "juliet" }, { ok, kind, inviter });
 		end);
-		it("should throttle after token_attempts failures without a lookup", function ()
-			local state = new_state({ token_attempts = 2 });
-			preauth(state, "a", nil);
-			preauth(state, "b", nil);
-			local reply, token = begin(state, preauth_iq("T"), "192.0.2.1", true, true);
-			assert.is_nil(token);
-			assert.equal("wait", reply.tags[1].attr.type);
-			assert.equal("Too many invalid invite tokens, try again later", reply:get_child_text("error") or
-				reply.tags[1]:get_child_text("text", "urn:ietf:params:xml:ns:xmpp-stanzas"));
-			assert.equal(1, state:stats().throttled_addresses);
+		it("should refuse expired, unknown and never-registering records", function ()
+			local state = new_state();
+			put(state, "old", { expires = NOW - 1 });
+			assert.is_false(put(state, "off", { allow_registration = false }));
+			assert.is_false(put(state, "odd", { type = "other" }));
+			assert.is_false(put(state, "noinviter", { type = "roster", jid = "example.com" }));
+			assert.is_false(state:put("nonum", "register", "example.com", "soon", true));
+			for _, token in ipairs({ "old", "off", "odd", "noinviter", "nonum", "unknown" }) do
+				local ok, _, condition = state:preauth_judge(token, nil, false);
+				assert.is_false(ok, token);
+				assert.equal("item-not-found", condition);
+			end
+		end);
+		it("should never report valid when the read failed", function ()
+			local state = new_state();
+			put(state, "T");
+			assert.is_false((state:preauth_judge("T", nil, true)));
 		end);
 	end);
 
 	describe("#registering()", function ()
-		it("should refuse without an invite when invite-only", function ()
-			local ok, code, reason = fn(new_state()).registering(nil, "alice", false, nil);
-			assert.is_nil(ok);
-			assert.equal("invite-required", code);
-			assert.equal("Registration on this server is through invitation only", reason);
+		local function state_with_invites(cfg)
+			local state = new_state(cfg);
+			put(state, "T");
+			put(state, "A", { jid = "Alice@example.com", node = "alice" });
+			put(state, "X", { jid = "bob@example.com", node = "bob", reset = "bob" });
+			put(state, "F", { jid = "Fail@example.com", node = false });
+			return state;
+		end
+		it("should allow, refuse and have no opinion as the policy says", function ()
+			local state = state_with_invites();
+			assert.same({ "allow" }, { state:registering(true, "T", "bob") });
+			assert.same({ "allow", "bob" }, { state:registering(true, "X", "bob") });
+			assert.same({ "refuse", "invite-required", "Registration on this server is through invitation only",
+				"no_invite" }, { state:registering(false, nil, "bob") });
+			assert.same({ "refuse", "token-used", "The invite token is no longer valid", "used" },
+				{ state:registering(true, "gone", "bob") });
+			assert.same({ "refuse", "token-used", "The invite token is no longer valid", "used" },
+				{ state:registering(true, nil, "bob") });
+			assert.equal("wrong-username", select(2, state:registering(true, "A", "mallory")));
+			assert.equal("wrong-reset-username", select(2, state:registering(true, "X", "eve")));
+			assert.same({ "none" }, { new_state({ invite_only = false }):registering(false, nil, "x") });
 		end);
-		it("should have no opinion without an invite when not invite-only", function ()
-			assert.is_false(fn(new_state({ invite_only = false })).registering(nil, "alice", false, nil));
+		it("should never match a name that failed nodeprep", function ()
+			local state = state_with_invites();
+			assert.equal("wrong-username", select(2, state:registering(true, "F", "")));
+			assert.equal("wrong-username", select(2, state:registering(true, "F", nil)));
+			assert.equal("wrong-username", select(2, state:registering(true, "A", nil)));
 		end);
-		it("should enforce username binding after nodeprep", function ()
-			local state = new_state();
-			local _, invite = preauth(state, "T", record({ jid = "Alice@example.com" }));
-			local ok, code = fn(state).registering(invite, "mallory", false, nil);
-			assert.is_nil(ok);
-			assert.equal("wrong-username", code);
-			assert.is_true(fn(state).registering(invite, "ALICE", false, nil));
-		end);
-		it("should limit a reset invite to its user", function ()
-			local state = new_state();
-			local _, invite = preauth(state, "T", record({ jid = "bob@example.com", additional_data = { allow_reset = "bob" } }));
-			local ok, code = fn(state).registering(invite, "eve", false, nil);
-			assert.is_nil(ok);
-			assert.equal("wrong-reset-username", code);
-			assert.equal("bob", fn(state).registering(invite, "bob", false, nil));
-		end);
-		it("should refuse odd invites and survive a failing nodeprep without raising", function ()
-			local state = new_state();
-			for _, invite in ipairs({ 5, "T", {}, { _record = 5 }, { _record = {}, host = 1 },
-				{ _record = record(), host = "other.example", token = "T" } }) do
-				local ok, code = fn(state).registering(invite, "alice", false, nil);
-				assert.is_nil(ok);
-				assert.equal("string", type(code));
-				assert.is_nil(fn(state).claim(invite));
-				assert.is_false(fn(state).settle(invite, "h"));
-				assert.is_false(fn(state).release(invite, "h"));
-			end
-			local raising = new_state({ nodeprep = function () error("boom"); end });
-			local _, invite = preauth(raising, "T", record({ jid = "alice@example.com" }));
-			local ok, code = fn(raising).registering(invite, "alice", false, nil);
-			assert.is_nil(ok);
-			assert.equal("wrong-username", code);
-			local handle = fn(state).claim({ token = "F" });
-			assert.equal("string", type(handle));
-			assert.is_false(fn(state).settle({ token = "F" }, 42));
-			assert.is_true(fn(state).settle({ token = "F" }, handle));
-		end);
-		it("should ignore an invite validated on another host", function ()
-			local other = new_state({ host = "other.example" });
-			local _, invite = preauth(other, "T", record());
-			local ok, code = fn(new_state()).registering(invite, "alice", false, nil);
-			assert.is_nil(ok);
-			assert.equal("invite-required", code);
-		end);
-		it("should judge a front-end invite by its re-read record", function ()
-			local state = new_state();
-			local foreign = { token = "F", type = "register" };
-			assert.equal("F", fn(state).lookup_token(foreign));
-			assert.is_true(fn(state).registering(foreign, "alice", false, record({ token = "F" })));
-			local ok, code = fn(state).registering(foreign, "alice", false, nil);
-			assert.is_nil(ok);
-			assert.equal("token-used", code);
+		it("should reserve bound names for their invite", function ()
+			local state = state_with_invites();
+			assert.same({ "refuse", "username-reserved", "The chosen username is reserved", "reserved" },
+				{ state:registering(true, "T", "alice") });
+			assert.same({ "allow" }, { state:registering(true, "A", "alice") });
+			assert.same({ "A" }, { state:reserving("alice") });
+			assert.same({}, { state:reserving("bob") }, "reset invites reserve nothing");
+			local open = state_with_invites({ invite_only = false });
+			assert.equal("username-reserved", select(2, open:registering(false, nil, "alice")));
 		end);
 	end);
 
 	describe("#claim()", function ()
-		it("should make a single-use token unusable until released", function ()
+		it("should claim once, settle once and release", function ()
 			local state = new_state();
-			local _, a = preauth(state, "T", record());
-			local _, b = preauth(state, "T", record());
-			local handle = fn(state).claim(a);
+			put(state, "T");
+			local handle = state:claim("T");
 			assert.is_string(handle);
-			local ok, code = fn(state).registering(b, "bob", false, nil);
-			assert.is_nil(ok);
-			assert.equal("token-used", code);
-			assert.is_nil(fn(state).claim(b));
-			assert.is_true(fn(state).release(a, handle));
-			assert.is_true(fn(state).registering(b, "bob", false, nil));
+			assert.equal("token-used", select(2, state:registering(true, "T", "bob")));
+			assert.is_false(state:release("T", "not-the-handle"));
+			assert.is_true(state:release("T", handle));
+			handle = state:claim("T");
+			assert.same({ "consumed", "invited", true }, { state:settle("T", handle) });
+			assert.same({}, { state:settle("T", handle) }, "never twice");
+			assert.same({ false, "The invite token is no longer valid" }, { state:claim("T") });
 		end);
-		it("should consume on settle, once", function ()
+		it("should not claim reusable invites and settle them every time", function ()
 			local state = new_state();
-			local _, a = preauth(state, "T", record());
-			local handle = fn(state).claim(a);
-			assert.is_true(fn(state).settle(a, handle));
-			assert.is_false(fn(state).settle(a, handle));
-			assert.is_nil(fn(state).registering(a, "x", false, nil));
-			local reply, invite = preauth(state, "T", record());
-			assert.is_nil(invite, "consumed tokens are invalid at preauth");
-			assert.equal("item-not-found", reply.tags[1].tags[1].name);
+			put(state, "G", { reusable = true });
+			assert.is_nil(state:claim("G"));
+			assert.same({ "reusable", "invited" }, { state:settle("G", nil) });
+			assert.same({ "reusable", "invited" }, { state:settle("G", nil) });
 		end);
-		it("should never claim reusable tokens", function ()
+		it("should name the inviter whose entry to delete", function ()
 			local state = new_state();
-			local _, a = preauth(state, "T", record({ reusable = true }));
-			assert.is_nil(fn(state).claim(a));
-			assert.is_true(fn(state).settle(a, nil));
-			assert.is_true(fn(state).registering(a, "x", false, nil));
+			put(state, "R", { type = "roster", jid = "juliet@example.com", node = "juliet" });
+			assert.same({ "consumed", "invited", true, "juliet" }, { state:settle("R", state:claim("R")) });
 		end);
 	end);
 
-	describe("#subscribe_token()", function ()
-		it("should find the token of a XEP-0379 subscription", function ()
-			local p = st.presence({ type = "subscribe", to = "juliet@example.com" })
-				:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = "C1" }):up();
-			assert.equal("C1", new_state():subscribe_token(p));
-			assert.equal("C1", new_state():subscribe_token(tostring(p)), "serialised stanzas are parsed with quick-xml");
-			assert.is_nil(new_state():subscribe_token(st.presence({ type = "subscribe" })));
-			assert.is_nil(new_state():subscribe_token(st.presence({ type = "subscribed" })
-				:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = "C1" }):up()));
+	describe("#batch()", function ()
+		it("should collect queued deletions into one batch and retry a failed one", function ()
+			local state = new_state();
+			put(state, "A");
+			put(state, "R", { type = "roster", jid = "juliet@example.com", node = "juliet" });
+			state:queue("A", true, nil);
+			state:queue("R", true, "juliet");
+			state:queue("C", false, "juliet");
+			assert.is_false((state:preauth_judge("A", nil, false)), "refused while queued");
+			assert.equal(3, state:status().awaiting_deletion);
+			local batch = state:batch();
+			assert.same({ "A", "R" }, batch.host);
+			assert.same({ { "juliet", { "C", "R" } } }, batch.users);
+			assert.same({}, state:batch_done(false));
+			batch = state:batch();
+			assert.same({ "A", "R" }, batch.host);
+			local gone = state:batch_done(true);
+			table.sort(gone);
+			assert.same({ "A", "C", "R" }, gone);
+			assert.is_nil(state:batch());
+			assert.equal(0, state:status().pending);
 		end);
-		it("should read a token that Prosody would serialise with a bad xml: prefix", function ()
-			local p = st.presence({ type = "subscribe", to = "juliet@example.com",
-				["http://www.w3.org/XML/1998/namespace\1foo"] = "1" })
-				:tag("preauth", { xmlns = "urn:xmpp:pars:0", token = "C2" }):up();
-			assert.equal("C2", new_state():subscribe_token(p));
+		it("should refuse restored markers at once", function ()
+			local state = new_state();
+			put(state, "M");
+			state:restore("M", true, nil);
+			assert.is_false((state:preauth_judge("M", nil, false)));
+			assert.same({ "M" }, state:batch().host);
+		end);
+		it("should stretch the interval to keep writes within 5 % of the time", function ()
+			assert.equal(2, native.next_interval(2, 0.01));
+			assert.equal(20, native.next_interval(2, 1));
+		end);
+	end);
+
+	describe("#stale()", function ()
+		local function touch(path, content)
+			helpers.touch(path, content);
+		end
+		it("should follow the store file's identity", function ()
+			local path = helpers.store_file();
+			local state = new_state({ store_file = path });
+			assert.is_true(state:tracks_file());
+			assert.is_true(state:stale(), "never loaded");
+			state:load_begin();
+			put(state, "T");
+			assert.equal(1, state:load_end());
+			assert.is_false(state:stale());
+			touch(path, "return {};");
+			assert.is_true(state:stale());
+			state:load_begin();
+			state:load_end();
+			local fresh = state:write_begin();
+			assert.is_true(fresh);
+			touch(path, "return { a = 1 };");
+			state:write_end(fresh);
+			assert.is_false(state:stale(), "our own write");
+			state:creation_begin();
+			touch(path, "return { b = 1 };");
+			assert.is_true(state:creation_end());
+			assert.is_false(state:stale(), "mod_invites' write of an announced invite");
+			os.remove(path);
+			assert.is_true(state:stale());
+			state:load_abort();
+			assert.equal(0, state:status().pending);
+			assert.is_true(state:stale());
+		end);
+	end);
+
+	describe("#cleanup", function ()
+		it("should list expired records and forget cleaned ones", function ()
+			local state = new_state();
+			put(state, "old", { expires = NOW - 100 });
+			put(state, "new");
+			assert.same({ "old" }, state:expired());
+			state:cleaned({ "old" });
+			assert.same({}, state:expired());
+			assert.equal(1, state:status().pending);
+		end);
+		it("should spare an expired invite a client just validated", function ()
+			local state = new_state();
+			put(state, "late", { expires = NOW });
+			assert.is_true((state:preauth_judge("late", nil, false)));
+			put(state, "late", { expires = NOW - 1 });
+			assert.same({}, state:expired());
 		end);
 	end);
 
 	describe("#contact_valid()", function ()
-		it("should accept unexpired entries not yet consumed", function ()
+		it("should accept a live entry once", function ()
 			local state = new_state();
-			assert.is_true(state:contact_valid("C", os.time() + 10));
-			assert.is_false(state:contact_valid("C", os.time() - 10));
-			assert.is_false(state:contact_valid("C", "tomorrow"));
-			state:consumed("C", os.time() + 10);
-			assert.is_false(state:contact_valid("C", os.time() + 10));
-		end);
-	end);
-
-	describe("#roles()", function ()
-		it("should tell lists from sets", function ()
-			local state = new_state();
-			local kind, names = state:roles({ "prosody:admin", "x" });
-			assert.equal("list", kind);
-			assert.same({ "prosody:admin", "x" }, names);
-			kind, names = state:roles({ ["prosody:admin"] = true });
-			assert.equal("set", kind);
-			assert.same({ "prosody:admin" }, names);
-			local none, code = state:roles({ admin = "yes" });
-			assert.is_nil(none);
-			assert.equal("invalid-roles", code);
+			assert.is_true(state:contact_valid("C", NOW + 10));
+			assert.is_false(state:contact_valid("C", NOW - 10));
+			assert.is_false(state:contact_valid("C", "soon"));
+			assert.is_false(state:consume_contact("C", "juliet", NOW + 10));
+			assert.is_false(state:contact_valid("C", NOW + 10));
 		end);
 	end);
 end);

@@ -55,6 +55,20 @@ def test_throttle_refuses_second_invited_registration(prosody):
     assert storage.invite_gone(server, second)
 
 
+def test_throttle_refusal_through_frontend_claims_nothing(prosody):
+    """A front-end registration (no IBR around it, so nothing would give a claim back)
+    refused by mod_register_limits leaves the token unclaimed: the same invite registers at
+    once from another address. A module that claimed refused registrations would answer
+    "The invite token is no longer valid" here for two minutes."""
+    server = prosody.start(extra_config=LIMITS, extra_modules=frontend.FRONTEND)
+    assert_result(register(server, invites.account(server), "first"))
+    token = invites.account(server)
+    refused = frontend.register(server, token, "second", "secret", ip="127.0.0.1")
+    assert refused == f"refused: {LIMITS_THROTTLED}", refused
+    assert frontend.register(server, token, "second", "secret", ip="192.0.2.8") == frontend.REGISTERED
+    assert storage.accounts(server) == {"first", "second"}
+
+
 def test_throttle_refusal_keeps_stream_invite(prosody):
     """A throttled stream may retry: each attempt is refused by the limits module again
     (no claim from the first refusal turns into "no longer valid"), and the token still
