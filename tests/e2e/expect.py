@@ -43,3 +43,7 @@ def assert_invite_features(features: list[tuple[str, str]]) -> None:
 
 def assert_no_invite_features(features: list[tuple[str, str]]) -> None:
     assert INVITE not in features and IBR_TOKEN not in features, features
+
+
+# Round 2 (SPEC §7.3 F11): a name bound to a pending account invite.
+RESERVED = "The chosen username is reserved"
