@@ -22,9 +22,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from prosody import HOST, OTHER_HOST, TEST_PLUGINS, Prosody, ServerOptions  # noqa: E402
-from prosody import PROSODY, free_port, prosody_version  # noqa: E402
+from prosody import PROSODY, free_port, make_install as harness_make_install  # noqa: E402
+from prosody import prosody_version  # noqa: E402
 
-REPO_ROOT = HERE.parent.parent
 MODULE = "mod_invites_register"
 LIBRARY = "invites_register.so"
 
@@ -49,16 +49,10 @@ def pytest_generate_tests(metafunc):
 
 def make_install(plugin_dir: Path) -> Path:
     """`make -C <repo> install PLUGIN_DIR=<plugin_dir>`; returns the module folder."""
-    result = subprocess.run(["make", "-C", str(REPO_ROOT), "install", f"PLUGIN_DIR={plugin_dir}"],
-                            capture_output=True, text=True, timeout=900)
-    if result.returncode != 0:
-        pytest.fail(f"make install failed ({result.returncode}):\n{result.stdout}\n{result.stderr}",
-                    pytrace=False)
-    folder = plugin_dir / MODULE
-    for name in (f"{MODULE}.lua", LIBRARY):
-        if not (folder / name).is_file():
-            pytest.fail(f"make install did not create {folder / name}", pytrace=False)
-    return folder
+    try:
+        return harness_make_install(plugin_dir, MODULE, LIBRARY)
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="session")

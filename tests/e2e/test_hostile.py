@@ -26,7 +26,7 @@ import hostile
 import invites
 import storage
 from expect import TOKEN_INVALID, assert_error, assert_result
-from prosody import HOST, OTHER_HOST, Prosody, is_prosody_13
+from prosody import HOST, OTHER_HOST, Prosody, is_prosody_13, lua_eval, selected
 from xmpp_raw import NS_PREAUTH, RawStream
 
 QUICK_COUNT = 500
@@ -44,16 +44,6 @@ PASSWORD = "secret"
 
 # One seed for the whole session, so that every backend gets the same corpus.
 FULL_SEED = int(os.environ.get("E2E_HOSTILE_SEED") or random.SystemRandom().randrange(1 << 31))
-
-
-def selected(request, marker: str) -> bool:
-    """True when the run selected `marker` with -m (tests carrying it are skipped otherwise)."""
-    return marker in (request.config.getoption("markexpr") or "")
-
-
-def lua_eval(server: Prosody, code: str) -> str:
-    """Evaluate one line of Lua inside the running server (admin shell `>`)."""
-    return server.shell(">" + " ".join(code.split("\n")))
 
 
 def build_world(server: Prosody, positives: int) -> tuple[dict[str, str], dict[str, str]]:

@@ -25,7 +25,7 @@ import time
 import pytest
 
 from expect import TOKEN_INVALID, assert_error, assert_result
-from prosody import HOST, Prosody
+from prosody import HOST, Prosody, lua_eval, selected
 from xmpp_raw import NS_PREAUTH, NS_REGISTER, RawStream
 
 # c2s_timeout: Prosody's mod_c2s keeps every unauthenticated session referenced from its
@@ -41,14 +41,6 @@ PIPELINE = 500       # stanzas in flight on one stream
 # Generous bounds on growth (KiB) after a full GC; the native state itself should need
 # well under 100 bytes per consumed token and per throttle entry.
 RSS_BOUND_KB = {"quick": 64 * 1024, "slow": 128 * 1024}
-
-
-def selected(request, marker: str) -> bool:
-    return marker in (request.config.getoption("markexpr") or "")
-
-
-def lua_eval(server: Prosody, code: str) -> str:
-    return server.shell(">" + " ".join(code.split("\n")))
 
 
 def rss_kb(server: Prosody) -> int:

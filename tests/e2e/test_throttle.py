@@ -11,14 +11,10 @@ import pytest
 import invites
 import storage
 from expect import (INVITE_ONLY, THROTTLED, TOKEN_INVALID, assert_error, assert_result)
-from prosody import HOST, OTHER_HOST
+from prosody import HOST, OTHER_HOST, selected
 from xmpp_raw import NS_PREAUTH, RawStream
 
 BAD = "AAAAAAAAAAAAAAAAAAAAAAAA"
-
-
-def selected(request, marker: str) -> bool:
-    return marker in (request.config.getoption("markexpr") or "")
 
 
 def invalid(reply):
