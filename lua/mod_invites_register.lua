@@ -158,10 +158,10 @@ local function load_index()
 		module:log("error", "Cannot read the invites of %s: %s", module.host, tostring(err));
 		return;
 	end
-	for token, record in pairs(records or {}) do
-		if type(token) == "string" then
-			put(token, record);
-		end
+	records = records or {};
+	-- The library indexes all records in one call, except those with names to nodeprep.
+	for _, token in ipairs(host_state:load(records)) do
+		put(token, records[token]);
 	end
 	module:log("debug", "Indexed %d invites in %.3f s", host_state:load_end(), time_now() - started);
 end

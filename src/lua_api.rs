@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mlua::{
-    BorrowedStr, Lua, MultiValue, Result as LuaResult, Table, UserData, UserDataMethods, Value,
+    BorrowedStr, Lua, LuaString, MultiValue, Result as LuaResult, Table, UserData, UserDataMethods,
+    Value,
 };
 use parking_lot::Mutex;
 
@@ -25,7 +26,7 @@ use crate::batch;
 use crate::data::{self, Data, Unsupported};
 use crate::error::Refusal;
 use crate::host::{Config, Host, Origin, Settled};
-use crate::invite::{Extra, Fields, Name};
+use crate::invite::{jid_node, Extra, Fields, Name};
 use crate::options::{self, RawOption};
 use crate::policy::Decision;
 
@@ -128,6 +129,80 @@ fn to_data(v: Value, depth: usize) -> Result<Data, Unsupported> {
         }
         _ => return Err(Unsupported::Kind),
     })
+}
+
+/// `additional_data` as the index keeps it.
+fn extra_of(host: &mut Host, v: Value) -> Extra {
+    match to_data(v, 0).and_then(|d| data::literal(&d)) {
+        Ok(literal) => Extra::Literal(host.index.intern(literal)),
+        Err(_) => Extra::Unsupported,
+    }
+}
+
+/// The record fields [`RecordKeys::read`] takes from a stored record.
+struct RawRecord {
+    kind: Option<BorrowedStr>,
+    jid: Option<BorrowedStr>,
+    expires: Value,
+    allow_registration: bool,
+    reusable: bool,
+    reset: Option<BorrowedStr>,
+    uri: Option<BorrowedStr>,
+    extra: Value,
+}
+
+/// The field names of a mod_invites record, made into Lua strings once per reload.
+struct RecordKeys {
+    kind: LuaString,
+    jid: LuaString,
+    expires: LuaString,
+    allow_registration: LuaString,
+    reusable: LuaString,
+    additional_data: LuaString,
+    allow_reset: LuaString,
+    uri: LuaString,
+}
+
+impl RecordKeys {
+    fn new(lua: &Lua) -> LuaResult<Self> {
+        Ok(RecordKeys {
+            kind: lua.create_string("type")?,
+            jid: lua.create_string("jid")?,
+            expires: lua.create_string("expires")?,
+            allow_registration: lua.create_string("allow_registration")?,
+            reusable: lua.create_string("reusable")?,
+            additional_data: lua.create_string("additional_data")?,
+            allow_reset: lua.create_string("allow_reset")?,
+            uri: lua.create_string("uri")?,
+        })
+    }
+
+    /// The fields of `record` (raw reads; odd types read as absent); `uri` and
+    /// `additional_data` only when the index keeps them (`keep`).
+    fn read(&self, record: &Table, keep: bool) -> LuaResult<RawRecord> {
+        let data: Value = record.raw_get(&self.additional_data)?;
+        let reset = match &data {
+            Value::Table(d) => text(&d.raw_get::<Value>(&self.allow_reset)?),
+            _ => None,
+        };
+        Ok(RawRecord {
+            kind: text(&record.raw_get::<Value>(&self.kind)?),
+            jid: text(&record.raw_get::<Value>(&self.jid)?),
+            expires: record.raw_get(&self.expires)?,
+            allow_registration: !matches!(
+                record.raw_get::<Value>(&self.allow_registration)?,
+                Value::Boolean(false)
+            ),
+            reusable: truthy(&record.raw_get::<Value>(&self.reusable)?),
+            reset,
+            uri: if keep {
+                text(&record.raw_get::<Value>(&self.uri)?)
+            } else {
+                None
+            },
+            extra: if keep { data } else { Value::Nil },
+        })
+    }
 }
 
 /// `native.new{ host=, invite_only=, require_encryption=, token_attempts=, ipv6_prefix=,
@@ -295,10 +370,7 @@ impl UserData for HostState {
                 let mut host = this.host.lock();
                 let extra = match extra {
                     Value::Nil => Extra::None,
-                    v => match to_data(v, 0).and_then(|d| data::literal(&d)) {
-                        Ok(literal) => Extra::Literal(host.index.intern(literal)),
-                        Err(_) => Extra::Unsupported,
-                    },
+                    v => extra_of(&mut host, v),
                 };
                 let fields = Fields {
                     kind: kind.as_deref(),
@@ -314,6 +386,47 @@ impl UserData for HostState {
                 Ok(host.put(&token, fields))
             },
         );
+
+        // load(records) → { token… }: indexes all records of a reload (the store's keyval
+        // view: token → record) in one call, walking the table here (a cold path). Records
+        // whose names need nodeprep (bound and reset invites) are left out and returned: the
+        // plugin preps their names and put()s them.
+        methods.add_method("load", |lua, this, records: Table| {
+            let keys = RecordKeys::new(lua)?;
+            let mut host = this.host.lock();
+            let keep = host.freshness.tracks_file();
+            let mut needs_names = Vec::new();
+            records.for_each::<Value, Value>(|token, record| {
+                let (Some(token), Value::Table(record)) = (text(&token), record) else {
+                    return Ok(());
+                };
+                let r = keys.read(&record, keep)?;
+                if r.kind.as_deref() == Some("register")
+                    && (r.reset.is_some() || r.jid.as_deref().and_then(jid_node).is_some())
+                {
+                    needs_names.push(token.to_string());
+                    return Ok(());
+                }
+                let extra = match r.extra {
+                    Value::Nil => Extra::None,
+                    v => extra_of(&mut host, v),
+                };
+                let fields = Fields {
+                    kind: r.kind.as_deref(),
+                    jid: r.jid.as_deref(),
+                    expires: number(&r.expires),
+                    allow_registration: r.allow_registration,
+                    reusable: r.reusable,
+                    node: None,
+                    reset: None,
+                    uri: r.uri.as_deref(),
+                    extra,
+                };
+                host.put(&token, fields);
+                Ok(())
+            })?;
+            lua.create_sequence_from(needs_names)
+        });
 
         // forget(token): the store has no record for it.
         methods.add_method("forget", |_, this, token: Value| {
