@@ -98,6 +98,29 @@ function helpers.keyval_store()
 	return store;
 end
 
+-- An archive store (append/find/delete of the whole archive), like the internal driver's.
+function helpers.archive_store()
+	local store = { items = {}, fail_writes = false };
+	function store:append(_, _, value, when)
+		if self.fail_writes then return nil, "simulated write failure"; end
+		table.insert(self.items, { value = value, when = when });
+		return tostring(#self.items);
+	end
+	function store:find()
+		local i = 0;
+		return function ()
+			i = i + 1;
+			local item = self.items[i];
+			if item then return tostring(i), item.value, item.when; end
+		end;
+	end
+	function store:delete()
+		self.items = {};
+		return true;
+	end
+	return store;
+end
+
 -- Metric families whose values the specs can read: family.values[label] (nil label for
 -- families without labels).
 local function metric_family()
@@ -133,7 +156,7 @@ function helpers.mock_module(opts)
 		stores = {
 			invite_token = invite_token;
 			roles = helpers.keyval_store();
-			invites_register_consumed = opts.markers or helpers.keyval_store();
+			invites_register_consumed = opts.markers or helpers.archive_store();
 		};
 		directory = opts.directory;
 	};

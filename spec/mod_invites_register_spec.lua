@@ -23,7 +23,7 @@ local function fake_rostermanager(calls)
 end
 
 -- Loads the plugin. opts: directory, options, loaded, usermanager, driver ("internal" or
--- "sql"), records (token → record, stored before the load), markers (keyval store).
+-- "sql"), records (token → record, stored before the load), markers (archive store).
 -- Returns the mock module, the plugin's environment and the roster calls.
 local function load(opts)
 	opts = opts or {};
@@ -291,10 +291,12 @@ describe("mod_invites_register", function ()
 			assert.equal("The invite token is no longer valid", second.reason);
 			assert.equal(1, mod:metric_value("registrations", "used"));
 			assert.is_not_nil(mod.stores.invite_token:get(nil, "T"), "deleted with the batch");
-			assert.is_not_nil(mod.stores.invites_register_consumed.data.T, "marked durably");
+			local log = mod.stores.invites_register_consumed;
+			assert.equal(1, #log.items, "marked durably");
+			assert.equal("T", log.items[1].value.attr.token);
 			flush(mod);
 			assert.is_nil(mod.stores.invite_token:get(nil, "T"));
-			assert.is_nil(mod.stores.invites_register_consumed.data.T);
+			assert.equal(0, #log.items);
 		end);
 		it("should delete at once with invites_register_delete_delay = 0", function ()
 			local mod = load({ records = { T = record("T") }, options = { invites_register_delete_delay = 0 } });
@@ -302,7 +304,7 @@ describe("mod_invites_register", function ()
 			preauth(mod, s, "T");
 			assert.is_true(register(mod, s, "alice").allowed);
 			assert.is_nil(mod.stores.invite_token:get(nil, "T"));
-			assert.is_nil(next(mod.stores.invites_register_consumed.data));
+			assert.equal(0, #mod.stores.invites_register_consumed.items);
 		end);
 		it("should write one batch for many used tokens", function ()
 			local records = {};
@@ -332,13 +334,13 @@ describe("mod_invites_register", function ()
 			assert.is_nil(mod.stores.invite_token:get(nil, "T"));
 		end);
 		it("should delete tokens marked before a restart", function ()
-			local markers = helpers.keyval_store();
-			markers:set("M", { host = true });
+			local markers = helpers.archive_store();
+			markers:append(nil, nil, st.stanza("consumed", { token = "M", host = "1" }), os.time());
 			local mod = load({ records = { M = record("M") }, markers = markers });
 			assert.equal("item-not-found", condition(preauth(mod, session(), "M")));
 			flush(mod);
 			assert.is_nil(mod.stores.invite_token:get(nil, "M"));
-			assert.is_nil(markers.data.M);
+			assert.equal(0, #markers.items);
 		end);
 		it("should release the claim when IBR fails after allowing", function ()
 			local mod = load({ records = { T = record("T") } });
