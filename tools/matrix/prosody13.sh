@@ -1,10 +1,22 @@
 #!/bin/bash
-# tools/matrix/prosody13.sh PREFIX
+# tools/matrix/prosody13.sh PREFIX [latest]
 #
 # Installs Prosody 13 (Debian bookworm-backports, 13.0.1-1~bpo12+1 when written)
 # into PREFIX, side by side with Debian 12's own prosody 0.12.3 in /usr, for
 # the test matrix. Run as root on Debian 12. Idempotent and safe to run
 # concurrently for the same PREFIX (flock).
+#
+# With `latest`: the newest 13.0.x that Debian's archive has (sid, trixie-backports,
+# trixie; 13.0.7-1 from sid when written) instead, over bookworm-backports' C
+# libraries. Those newer packages exist only for trixie/sid and their util/*.so need
+# glibc 2.38 and libicu78, which Debian 12 lacks; their Lua tree runs unchanged over
+# 13.0.1's util/*.so (the same 13 files, the same C API: pposix 0.4.1 in both). So
+# PREFIX gets the newest deb unpacked, then every util/*.so replaced by 13.0.1's
+# (the set of names must match, else the script stops), and 13.0.1's Depends are
+# the ones satisfied (plus any lua* dependency only the newer one names).
+# Environment for this mode: PROSODY13_LATEST_SUITES (default "sid trixie-backports
+# trixie"), PROSODY13_LATEST_VERSION (an exact Debian version instead of the newest
+# 13.0.x found, e.g. 13.0.6-1~bpo13+1).
 #
 # stdout: exactly two lines, meant for `eval "$(tools/matrix/prosody13.sh P)"`:
 #     PROSODY13=PREFIX/usr/bin/prosody
@@ -70,7 +82,10 @@ set -euo pipefail
 die() { echo "prosody13.sh: $*" >&2; exit 1; }
 log() { echo "prosody13.sh: $*" >&2; }
 
-[ $# -eq 1 ] && [ -n "$1" ] || { echo "usage: $0 PREFIX" >&2; exit 2; }
+[ $# -ge 1 ] && [ $# -le 2 ] && [ -n "$1" ] || { echo "usage: $0 PREFIX [latest]" >&2; exit 2; }
+MODE=${2:-backports}
+case "$MODE" in backports|latest) ;; *) echo "usage: $0 PREFIX [latest]" >&2; exit 2;; esac
+LATEST_SUITES=${PROSODY13_LATEST_SUITES:-sid trixie-backports trixie}
 [ "$(id -u)" = 0 ] || die "must run as root (apt-get, dpkg-deb)"
 # PREFIX ends up inside sed replacements and Lua string literals: keep it plain.
 case "$1" in *[!A-Za-z0-9._/+-]*) die "PREFIX may contain only letters, digits and . _ / + -";; esac
@@ -93,6 +108,10 @@ trap 'rm -rf "$TMP"' EXIT
 # ---- self-check (step 7) ---------------------------------------------------
 works() {
 	[ -f "$STAMP" ] && [ -x "$PREFIX/usr/bin/prosody" ] && [ -x "$PREFIX/usr/bin/prosodyctl" ] || return 1
+	# A prefix made in the other mode (or for another pinned version) is redone.
+	grep -q "^mode: $MODE\$" "$STAMP" || return 1
+	[ -z "${PROSODY13_LATEST_VERSION:-}" ] || [ "$MODE" != latest ] \
+		|| grep -qF "prosody ${PROSODY13_LATEST_VERSION} " "$STAMP" || return 1
 	command -v lua5.4 >/dev/null || return 1
 	mkdir -p "$TMP/check"
 	cat >"$TMP/check/check.cfg.lua" <<-EOF
@@ -104,6 +123,10 @@ works() {
 	local out
 	out=$("$PREFIX/usr/bin/prosodyctl" --config "$TMP/check/check.cfg.lua" about 2>&1) || return 1
 	printf '%s\n' "$out" | grep -q '^Prosody 13\.' || return 1
+	# ... and the version the stamp names (13.0.1 from "prosody 13.0.1-1~bpo12+1 ...").
+	local want
+	want=$(sed -n '1s/^prosody \([0-9][0-9.]*\).*/\1/p' "$STAMP")
+	printf '%s\n' "$out" | grep -qE "^Prosody ${want//./\\.}( |\$)" || return 1
 	printf '%s\n' "$out" | grep -qF "Source directory:   $PREFIX/usr/lib/prosody" || return 1
 	# Each native helper must load into lua5.4 (catches a missing libicu72/libssl3).
 	local so
@@ -114,7 +137,7 @@ works() {
 }
 
 if [ "${PROSODY13_FORCE:-0}" != 1 ] && works; then
-	log "already installed: $(cat "$STAMP")"
+	log "already installed: $(head -n 1 "$STAMP")"
 	echo "PROSODY13=$PREFIX/usr/bin/prosody"
 	echo "PROSODYCTL13=$PREFIX/usr/bin/prosodyctl"
 	exit 0
@@ -164,6 +187,12 @@ try_mirror() {
 	mkdir -p "$TMP/apt/sources.list.d" "$TMP/apt/preferences.d" "$TMP/apt/state/lists/partial" \
 		"$TMP/apt/cache/archives/partial" "$TMP/dl"
 	echo "deb ${SIGNED_BY}$MIRROR bookworm-backports main" >"$TMP/apt/sources.list"
+	if [ "$MODE" = latest ]; then
+		local suite
+		for suite in $LATEST_SUITES; do
+			echo "deb ${SIGNED_BY}$MIRROR $suite main" >>"$TMP/apt/sources.list"
+		done
+	fi
 	cat >"$TMP/apt/apt.conf" <<-EOF
 		Dir::Etc::sourcelist "$TMP/apt/sources.list";
 		Dir::Etc::sourceparts "$TMP/apt/sources.list.d";
@@ -174,6 +203,11 @@ try_mirror() {
 		Dir::Cache "$TMP/apt/cache";
 		APT::Sandbox::User "root";
 		Acquire::Retries "3";
+		Acquire::Languages "none";
+		Acquire::IndexTargets::deb::DEP-11::DefaultEnabled "false";
+		Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled "false";
+		Acquire::IndexTargets::deb::DEP-11-icons-hidpi::DefaultEnabled "false";
+		Acquire::IndexTargets::deb::CNF::DefaultEnabled "false";
 	EOF
 	# snapshot.debian.org Release files are past their Valid-Until date.
 	case "$MIRROR" in *snapshot.debian.org*)
@@ -182,14 +216,34 @@ try_mirror() {
 	# ---- step 2: download -------------------------------------------------
 	APT_CONFIG="$TMP/apt/apt.conf" apt-get update -qq >&2 \
 		&& (cd "$TMP/dl" && APT_CONFIG="$TMP/apt/apt.conf" apt-get download -qq prosody/bookworm-backports >&2) \
-		&& ls "$TMP"/dl/prosody_*.deb >/dev/null 2>&1
+		&& ls "$TMP"/dl/prosody_*.deb >/dev/null 2>&1 \
+		&& { [ "$MODE" != latest ] || download_latest; }
+}
+
+# Latest mode: the newest 13.0.x in LATEST_SUITES (or PROSODY13_LATEST_VERSION)
+# into $TMP/dl-latest.
+download_latest() {
+	local v best=""
+	if [ -n "${PROSODY13_LATEST_VERSION:-}" ]; then
+		best=$PROSODY13_LATEST_VERSION
+	else
+		for v in $(APT_CONFIG="$TMP/apt/apt.conf" apt-cache madison prosody | awk -F'|' '{gsub(/ /, "", $2); print $2}'); do
+			case "$v" in 13.0.*) ;; *) continue;; esac
+			if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then best=$v; fi
+		done
+	fi
+	[ -n "$best" ] || { log "no prosody 13.0.x in $LATEST_SUITES at $MIRROR"; return 1; }
+	log "newest 13.0.x: $best"
+	mkdir -p "$TMP/dl-latest"
+	(cd "$TMP/dl-latest" && APT_CONFIG="$TMP/apt/apt.conf" apt-get download -qq "prosody=$best" >&2) \
+		&& ls "$TMP"/dl-latest/prosody_*.deb >/dev/null 2>&1
 }
 ok=""
 for m in $MIRRORS; do
 	if try_mirror "$m"; then ok=1; break; fi
 	log "no prosody in bookworm-backports at $m"
 done
-[ -n "$ok" ] || die "could not download prosody/bookworm-backports (tried: $MIRRORS)"
+[ -n "$ok" ] || die "could not download prosody/bookworm-backports$([ "$MODE" = latest ] && echo " and the newest 13.0.x from $LATEST_SUITES") (tried: $MIRRORS)"
 DEB=$(ls "$TMP"/dl/prosody_*.deb)
 VERSION=$(dpkg-deb -f "$DEB" Version)
 case "$VERSION" in
@@ -198,9 +252,23 @@ case "$VERSION" in
 	*) die "bookworm-backports has prosody $VERSION, not 13.x";;
 esac
 log "downloaded $(basename "$DEB")"
+BASE_VERSION=$VERSION
+DEPENDS=$(dpkg-deb -f "$DEB" Depends)
+if [ "$MODE" = latest ]; then
+	LATEST_DEB=$(ls "$TMP"/dl-latest/prosody_*.deb)
+	VERSION=$(dpkg-deb -f "$LATEST_DEB" Version)
+	case "$VERSION" in 13.0.*) ;; *) die "the newest deb is prosody $VERSION, not 13.0.x";; esac
+	log "downloaded $(basename "$LATEST_DEB") (its C libraries replaced by $BASE_VERSION's)"
+	# Lua modules only the newer one depends on (its libc6/libicu/libssl needs are
+	# those of the util/*.so that are replaced).
+	extra=$(dpkg-deb -f "$LATEST_DEB" Depends | tr ',' '\n' | sed 's/^ *//; s/ *$//' \
+		| grep -E '^lua' | while read -r dep; do
+			printf '%s\n' "$DEPENDS" | tr ',' '\n' | sed 's/^ *//; s/ *$//' | grep -qxF "$dep" || printf ', %s' "$dep"
+		done)
+	DEPENDS="$DEPENDS$extra"
+fi
 
 # ---- step 3: dependencies, from the system's own sources ------------------------
-DEPENDS=$(dpkg-deb -f "$DEB" Depends)
 # `apt-get satisfy -s` exits non-zero when it cannot satisfy (e.g. no package
 # lists yet on a fresh machine) and prints "Inst ..." lines for what it would install.
 if sim=$(apt-get satisfy -s "$DEPENDS" 2>&1) && ! printf '%s\n' "$sim" | grep -q '^Inst '; then
@@ -215,7 +283,17 @@ fi
 # ---- step 4: unpack -------------------------------------------------------------
 rm -f "$STAMP"
 rm -rf "$PREFIX/usr/lib/prosody"   # drop files of an older 13.x unpack
-dpkg-deb -x "$DEB" "$PREFIX"
+if [ "$MODE" = latest ]; then
+	dpkg-deb -x "$LATEST_DEB" "$PREFIX"
+	mkdir -p "$TMP/base"
+	dpkg-deb -x "$DEB" "$TMP/base"
+	names() { (cd "$1/usr/lib/prosody/util" && ls ./*.so | sort); }
+	[ "$(names "$PREFIX")" = "$(names "$TMP/base")" ] \
+		|| die "util/*.so differ between $VERSION and $BASE_VERSION: $(diff <(names "$PREFIX") <(names "$TMP/base") | tr '\n' ' ')"
+	cp "$TMP"/base/usr/lib/prosody/util/*.so "$PREFIX/usr/lib/prosody/util/"
+else
+	dpkg-deb -x "$DEB" "$PREFIX"
+fi
 
 # ---- step 5: point the launchers at PREFIX --------------------------------------
 for f in prosody prosodyctl prosody-migrator ejabberd2prosody; do
@@ -235,7 +313,12 @@ grep -qxF "CFG_SOURCEDIR='$PREFIX/usr/lib/prosody';" "$PREFIX/usr/bin/prosody" \
 # ---- step 6: directories Debian's postinst would create -------------------------
 mkdir -p "$PREFIX/etc/prosody/conf.d" "$PREFIX/etc/prosody/certs" "$PREFIX/var/lib/prosody"
 
-echo "prosody $VERSION from $MIRROR bookworm-backports" >"$STAMP"
+if [ "$MODE" = latest ]; then
+	printf 'prosody %s (Lua tree) from %s %s, C libraries of prosody %s from bookworm-backports\nmode: latest\n' \
+		"$VERSION" "$MIRROR" "$LATEST_SUITES" "$BASE_VERSION" >"$STAMP"
+else
+	printf 'prosody %s from %s bookworm-backports\nmode: backports\n' "$VERSION" "$MIRROR" >"$STAMP"
+fi
 works || { rm -f "$STAMP"; die "self-check failed after install (try: $PREFIX/usr/bin/prosodyctl --config CFG about)"; }
 log "installed prosody $VERSION into $PREFIX"
 echo "PROSODY13=$PREFIX/usr/bin/prosody"

@@ -1,6 +1,8 @@
 #!/bin/bash
 # tools/matrix/run-matrix.sh — `make test-matrix`: the end-to-end suite (tests/e2e)
-# for every cell of {Prosody 0.12.3 (/usr/bin), 13.x (tools/matrix/prosody13.sh)}
+# for every cell of {Prosody 0.12.3 (/usr/bin), 13.0.1 (`13`: tools/matrix/prosody13.sh,
+# bookworm-backports), the newest 13.0.x (`13latest`: prosody13.sh PREFIX latest, the
+# newest 13.0 Lua tree from sid/trixie over 13.0.1's C libraries; 13.0.7 when written)}
 # x {internal, sqlite, postgres}, except 0.12 x {internal, sqlite}, which
 # `make test` already runs (MATRIX_INCLUDE_DEFAULT=1 adds them back).
 #
@@ -9,10 +11,12 @@
 # when every cell ran and nothing failed. Logs: build/test-logs/matrix-*.log.
 #
 # Environment (optional):
-#   MATRIX_CELLS="13:internal 13:postgres 0.12:postgres"   run only these cells
+#   MATRIX_CELLS="13:internal 13latest:sqlite 0.12:postgres"   run only these cells
 #   MATRIX_INCLUDE_DEFAULT=1   also the 0.12 x {internal,sqlite} cells
-#   PROSODY13_PREFIX           where prosody13.sh installs 13 (default build/prosody13)
+#   PROSODY13_PREFIX           where prosody13.sh installs 13.0.1 (default build/prosody13)
+#   PROSODY13_LATEST_PREFIX    where it installs the newest 13.0.x (default build/prosody13-latest)
 #   PYTEST_ARGS                extra pytest arguments (e.g. "-k reset")
+#   MATRIX_13LATEST_DESELECT   tests not run in the 13latest cells (default below; "" runs all)
 # Each postgres cell starts (and stops) its own private cluster under /tmp
 # through the suite's session fixture; Prosodys and clusters bind free
 # ports on 127.0.0.1 only.
@@ -23,6 +27,7 @@ ROOT=$PWD
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 LOG_DIR=${TEST_LOG_DIR:-build/test-logs}
 PREFIX13=${PROSODY13_PREFIX:-build/prosody13}
+PREFIX13L=${PROSODY13_LATEST_PREFIX:-build/prosody13-latest}
 mkdir -p "$LOG_DIR"
 
 [ -x "$PYTHON" ] || { echo "run-matrix: $PYTHON missing (make test-matrix creates the venv)" >&2; exit 2; }
@@ -32,13 +37,33 @@ if ! eval "$(bash tools/matrix/prosody13.sh "$PREFIX13")"; then
 	echo "run-matrix: tools/matrix/prosody13.sh $PREFIX13 failed" >&2
 	PROSODY13="" PROSODYCTL13=""
 fi
+# The newest 13.0.x into its own prefix (same two lines, renamed).
+if ! eval "$(bash tools/matrix/prosody13.sh "$PREFIX13L" latest | sed 's/^PROSODY13=/PROSODY13L=/; s/^PROSODYCTL13=/PROSODYCTL13L=/')" \
+	|| [ -z "${PROSODY13L:-}" ]; then
+	echo "run-matrix: tools/matrix/prosody13.sh $PREFIX13L latest failed" >&2
+	PROSODY13L="" PROSODYCTL13L=""
+fi
 
 if [ -n "${MATRIX_CELLS:-}" ]; then
 	CELLS=$MATRIX_CELLS
 else
-	CELLS="0.12:postgres 13:internal 13:sqlite 13:postgres"
+	CELLS="0.12:postgres 13:internal 13:sqlite 13:postgres 13latest:internal 13latest:sqlite 13latest:postgres"
 	[ "${MATRIX_INCLUDE_DEFAULT:-0}" = 1 ] && CELLS="0.12:internal 0.12:sqlite $CELLS"
 fi
+
+# Tests whose expectations are those of 13.0.1 and that Prosody 13.0.2+ changed (not the
+# module's behaviour; tests/e2e must branch on the 13.0.x version there), not run in the
+# 13latest cells until then; each cell line names how many were left out:
+#  - test_shell_create_account_role_flags: 13.0.7's `invite create_account HOST --admin`
+#    makes an admin invite (13.0.1 refuses it: "Unknown parameter: --admin").
+#  - test_reset_link_for_missing_account_creates_it: 13.0.7's `invite create_reset
+#    ghost@HOST` refuses ("The specified user account does not exist: ghost").
+#  - test_huge_token_at_default_stanza_limit: 13.0.7 limits unauthenticated c2s stanzas to
+#    10,000 bytes again (c2s_unauthed_stanza_size_limit), as 0.12 does; 13.0.1 had 256 KB.
+DEFAULT_13LATEST_DESELECT="tests/e2e/test_prosodyctl.py::test_shell_create_account_role_flags
+tests/e2e/test_reset.py::test_reset_link_for_missing_account_creates_it
+tests/e2e/test_hostile.py::test_huge_token_at_default_stanza_limit"
+DESELECT_13LATEST=${MATRIX_13LATEST_DESELECT-$DEFAULT_13LATEST_DESELECT}
 
 total_passed=0
 total_failed=0
@@ -56,7 +81,8 @@ for cell in $CELLS; do
 	case "$version" in
 		0.12) prosody=/usr/bin/prosody prosodyctl=/usr/bin/prosodyctl ;;
 		13) prosody=$PROSODY13 prosodyctl=$PROSODYCTL13 ;;
-		*) echo "run-matrix: unknown version in cell $cell (use 0.12 or 13)" >&2; exit 2 ;;
+		13latest) prosody=$PROSODY13L prosodyctl=$PROSODYCTL13L ;;
+		*) echo "run-matrix: unknown version in cell $cell (use 0.12, 13 or 13latest)" >&2; exit 2 ;;
 	esac
 	log="$LOG_DIR/matrix-$version-$storage.log"
 	start=$(date +%s)
@@ -66,6 +92,9 @@ for cell in $CELLS; do
 	else
 		# PYTEST_ARGS is split like a shell command line (quotes allowed).
 		eval "extra=(${PYTEST_ARGS:-})"
+		if [ "$version" = 13latest ]; then
+			for t in $DESELECT_13LATEST; do extra+=(--deselect "$t"); done
+		fi
 		PROSODY=$prosody PROSODYCTL=$prosodyctl E2E_STORAGE=$storage \
 			"$PYTHON" -m pytest -q -rfE tests/e2e "${extra[@]}" >"$log" 2>&1
 		rc=$?
@@ -85,8 +114,10 @@ for cell in $CELLS; do
 	total_failed=$((total_failed + f))
 	verdict=pass
 	[ "$rc" = 0 ] || verdict=FAIL
-	line=$(printf '%-5s %-8s %-9s %-8s %4d passed %3d failed %3d skipped %3d xfailed %5ds' \
+	line=$(printf '%-8s %-8s %-9s %-8s %4d passed %3d failed %3d skipped %3d xfailed %5ds' \
 		"$version" "$storage" "${detected:-?}" "$verdict" "$p" "$f" "$s" "$x" "$secs")
+	d=$(count "$log" deselected)
+	[ "$d" = 0 ] || line="$line  ($d deselected: 13.0.1-only expectations, see run-matrix.sh)"
 	echo "cell: $line"
 	if [ "$rc" != 0 ]; then
 		grep -E '^(FAILED|ERROR) ' "$log" | head -n 20 | sed 's/^/      /'
@@ -97,7 +128,7 @@ done
 
 echo
 echo "=== matrix summary (Prosody x storage; logs in $LOG_DIR/matrix-*.log)"
-printf '%-5s %-8s %-9s %-8s %s\n' "cell" "storage" "version" "result" "counts / time"
+printf '%-8s %-8s %-9s %-8s %s\n' "cell" "storage" "version" "result" "counts / time"
 for line in "${SUMMARY[@]}"; do echo "$line"; done
 echo "$total_passed passed, $total_failed failed"
 exit $status
