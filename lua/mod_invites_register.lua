@@ -190,22 +190,25 @@ local function sync()
 	end
 end
 
+-- Reads one host record for the index (SQL storage: an indexed query). Returns the
+-- record, and false when the read failed (a storage error is never valid).
+local function reread(token)
+	local record, err = store:get(nil, token);
+	if err then
+		module:log("warn", "Failed to read invite token: %s", tostring(err));
+		return nil, false;
+	end
+	put(token, record);
+	return record, true;
+end
+
 -- Before judging `token` (and the names reserved for `username`): with a file the index
 -- is checked against the file; with SQL the records concerned are read again. Returns
--- the token, or nil when its record could not be read (a storage error is never valid).
+-- the token, or nil when its record could not be read.
 local function refresh(token, username)
 	if tracks_file then
 		sync();
 		return token;
-	end
-	local function reread(t)
-		local record, err = store:get(nil, t);
-		if err then
-			module:log("warn", "Failed to read invite token: %s", tostring(err));
-			return false;
-		end
-		put(t, record);
-		return true;
 	end
 	if username then
 		for _, t in ipairs({ host_state:reserving(username) }) do
@@ -214,7 +217,7 @@ local function refresh(token, username)
 			end
 		end
 	end
-	if token and not reread(token) then
+	if token and not select(2, reread(token)) then
 		return nil;
 	end
 	return token;
@@ -379,18 +382,13 @@ local function judge_preauth(origin, token)
 	if not ok then
 		return false, err_type, condition, text, label;
 	end
-	local record, err;
+	local record, read_ok = nil, true;
 	if tracks_file then
 		sync();
 	else
-		record, err = store:get(nil, token);
-		if err then
-			module:log("warn", "Failed to read invite token: %s", tostring(err));
-		else
-			put(token, record);
-		end
+		record, read_ok = reread(token);
 	end
-	local valid, kind, inviter, reusable, uri, data = host_state:preauth_judge(token, origin.ip, err ~= nil);
+	local valid, kind, inviter, reusable, uri, data = host_state:preauth_judge(token, origin.ip, not read_ok);
 	if not valid then
 		return false, kind, inviter, reusable, uri;
 	end
