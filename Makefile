@@ -99,3 +99,34 @@ bench-quick: build
 
 bench-native: build
 	$(LUA) bench/native.lua $(BUILD)
+
+# Packages for admins without cargo (README.md, "Installing"); artefacts in dist/ with SHA256SUMS.
+# `dist`: dist/mod_invites_register-<version>-lua<X.Y>-<arch>.tar.gz (LUA_VERSION=5.4 default).
+# `deb`: dist/prosody-mod-invites-register_<version>_<arch>.deb (Lua 5.4, Debian's Prosody).
+# `rock`: dist/rocks/ (a .src.rock and its manifest) for `prosodyctl install --server=dist/rocks`.
+.PHONY: dist deb rock test-dist test-deb test-rock test-packages invite
+
+dist:
+	bash packaging/dist.sh $(LUA_VERSION)
+
+deb:
+	bash packaging/deb.sh
+
+rock:
+	bash packaging/rock.sh
+
+# Build each artefact, install it, register accounts through the installed copy (as root).
+test-dist:
+	bash tests/packaging/test-dist.sh
+
+test-deb: $(VENV)/.stamp
+	bash tests/packaging/test-deb.sh
+
+test-rock:
+	bash tests/packaging/test-rock.sh
+
+test-packages: test-dist test-deb test-rock
+
+# A fresh invite URI for the server `make run` started (same PORT / XMPP_HOST as make run).
+invite:
+	@sh tools/run.sh invite
