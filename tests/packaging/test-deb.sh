@@ -12,7 +12,9 @@
 #   4. The e2e suite (tests/e2e) against the INSTALLED copy: E2E_STOCK=1 runs it without
 #      `make install`, with plugin_paths holding only the test plugins, so Prosody takes
 #      mod_invites_register from its own module directory, where the package's folder wins.
-#      Its pass/fail counts are added to this script's. Extra pytest arguments:
+#      Its pass/fail counts are added to this script's. Storage: TEST_DEB_E2E_STORAGE
+#      (default internal: what is under test is which copy loads, not the storage; `make
+#      test` and the matrix cover the backends). Extra pytest arguments:
 #      TEST_DEB_PYTEST_ARGS; TEST_DEB_E2E=0 skips it.
 #   5. `dpkg -r`, then `dpkg -i` + `dpkg -P`: no file of the package left, the module
 #      directory as before, the stock module loaded again.
@@ -103,7 +105,7 @@ fi
 if [ "${TEST_DEB_E2E:-1}" != 0 ]; then
 	eval "extra=(${TEST_DEB_PYTEST_ARGS:-})"
 	echo "# e2e suite against $MODDIR (E2E_STOCK=1: no make install, Prosody's own module directory)"
-	E2E_STOCK=1 "$ROOT/.venv/bin/python" -m pytest -q -rfE -p no:cacheprovider tests/e2e "${extra[@]}" \
+	E2E_STOCK=1 E2E_STORAGE=${TEST_DEB_E2E_STORAGE:-internal} "$ROOT/.venv/bin/python" -m pytest -q -rfE -p no:cacheprovider tests/e2e "${extra[@]}" \
 		>"$WORK/e2e.log" 2>&1
 	rc=$?
 	summary=$(tail -n 3 "$WORK/e2e.log" | grep -E '[0-9]+ (passed|failed)' | tail -n 1)

@@ -47,11 +47,7 @@ if [ "${TEST_DIST_OTHER_LUA:-1}" != 0 ]; then
 	mkdir -p "$WORK/lua53"
 	tar -xzf "$T53" -C "$WORK/lua53"
 	L53=$WORK/lua53/mod_invites_register/invites_register.so
-	if ! command -v lua5.3 >/dev/null && [ "$(id -u)" = 0 ]; then
-		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq lua5.3 >/dev/null 2>&1 \
-			|| { apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive \
-				apt-get -o DPkg::Lock::Timeout=300 install -y -qq lua5.3; } >/dev/null 2>&1
-	fi
+	command -v lua5.3 >/dev/null || need_pkg lua5.3
 	if command -v lua5.3 >/dev/null; then
 		check "the lua5.3 library loads in lua5.3" \
 			lua5.3 -e "assert(package.loadlib('$L53', 'luaopen_invites_register'))"

@@ -19,11 +19,8 @@
 
 VERSION=$(. packaging/common.sh >/dev/null 2>&1; echo "$VERSION")
 ROCK=dist/rocks/mod_invites_register-$VERSION-1.src.rock
-command -v luarocks >/dev/null || {
-	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq luarocks >/dev/null 2>&1 \
-		|| { apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive \
-			apt-get -o DPkg::Lock::Timeout=300 install -y -qq luarocks; } >/dev/null 2>&1
-}
+# prosodyctl install runs luarocks; luarocks unpacks the .src.rock with unzip.
+need_pkg luarocks unzip
 
 check "make rock" make -s rock
 check "$ROCK exists" test -s "$ROCK"
