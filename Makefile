@@ -76,7 +76,7 @@ clean:
 .PHONY: test-matrix test-lua-versions
 LUA_VERSIONS ?= 5.1 5.2 5.3 5.4
 
-# e2e suite for Prosody {0.12.3, 13.x} x storage {internal, sqlite, postgres}, minus
+# e2e suite for Prosody {0.12.3, 13.0.1, newest 13.0.x} x storage {internal, sqlite, postgres}, minus
 # 0.12 x {internal, sqlite} (`make test` runs those); per-cell summary, "N passed, N failed".
 test-matrix: build $(VENV)/.stamp
 	bash tools/matrix/run-matrix.sh
