@@ -206,8 +206,8 @@ end
 -- is checked against the file; with SQL the records concerned are read again. Returns
 -- the token, or nil when its record could not be read.
 local function refresh(token, username)
+	sync();
 	if tracks_file then
-		sync();
 		return token;
 	end
 	if username then
@@ -234,29 +234,17 @@ module:hook("invite-created", function (invite)
 	created[#created + 1] = invite;
 end, -1000);
 
--- Deletes a used token's entries at once (never undoes the registration on failure).
-local function delete_now(token, host_record, inviter)
-	local fresh = host_state:write_begin();
-	if host_record then
-		local ok, err = store:set(nil, token, nil);
-		if ok then
-			host_state:forget(token);
-		else
-			module:log("error", "Failed to delete used invite token: %s", tostring(err));
-		end
+-- Batched deletes: one write of the store for many used tokens.
+local RETRY_S = 10; -- after a failed delete when deleting at once
+local delete_interval, batch_timer, stretch_logged = settings.delete_delay, nil, false;
+local flush;
+local function schedule_flush(delay)
+	if not batch_timer then
+		batch_timer = module:add_timer(delay or delete_interval, flush);
 	end
-	if inviter then
-		local ok, err = store:set(inviter, token, nil);
-		if not ok then
-			module:log("error", "Failed to delete used contact invite of %s: %s", inviter, tostring(err));
-		end
-	end
-	host_state:write_end(fresh);
 end
 
--- Batched deletes: one write of the store for many used tokens.
-local delete_interval, batch_timer, stretch_logged = settings.delete_delay, nil, false;
-local function flush()
+function flush()
 	batch_timer = nil;
 	sync();
 	local batch = host_state:batch();
@@ -302,7 +290,35 @@ local function flush()
 	end
 	delete_interval = interval;
 	if host_state:status().awaiting_deletion > 0 then
-		batch_timer = module:add_timer(delete_interval, flush);
+		schedule_flush(delete_interval > 0 and delete_interval or RETRY_S);
+	end
+end
+
+-- Deletes a used token's entries at once (never undoes the registration on failure); what
+-- failed is queued and retried, and stays refused meanwhile.
+local function delete_now(token, host_record, inviter)
+	local fresh = host_state:write_begin();
+	local failed = false;
+	if host_record then
+		local ok, err = store:set(nil, token, nil);
+		if ok then
+			host_state:forget(token);
+		else
+			module:log("error", "Failed to delete used invite token: %s", tostring(err));
+			failed = true;
+		end
+	end
+	if inviter then
+		local ok, err = store:set(inviter, token, nil);
+		if not ok then
+			module:log("error", "Failed to delete used contact invite of %s: %s", inviter, tostring(err));
+			failed = true;
+		end
+	end
+	host_state:write_end(fresh);
+	if failed then
+		host_state:queue(token, host_record, inviter);
+		schedule_flush(delete_interval > 0 and delete_interval or RETRY_S);
 	end
 end
 
@@ -315,9 +331,7 @@ local function consume(token, host_record, inviter)
 		}), os.time());
 		if ok then
 			host_state:queue(token, host_record, inviter);
-			if not batch_timer then
-				batch_timer = module:add_timer(delete_interval, flush);
-			end
+			schedule_flush();
 			return;
 		end
 		module:log("warn", "Cannot mark used invite token: %s; deleting it now", tostring(err));
@@ -383,9 +397,8 @@ local function judge_preauth(origin, token)
 		return false, err_type, condition, text, label;
 	end
 	local record, read_ok = nil, true;
-	if tracks_file then
-		sync();
-	else
+	sync();
+	if not tracks_file then
 		record, read_ok = reread(token);
 	end
 	local valid, kind, inviter, reusable, uri, data = host_state:preauth_judge(token, origin.ip, not read_ok);
@@ -709,9 +722,13 @@ local function cleanup()
 			removed = #expired;
 		end
 	end
-	local ok, iterate = pcall(records_store.users, records_store);
+	local ok, iterate, state, init = pcall(records_store.users, records_store);
+	if not ok then
+		module:log("error", "Cannot list the users with contact invites: %s", tostring(iterate));
+		iterate = function () end;
+	end
 	local owners = {};
-	for user in (ok and iterate or function () end) do
+	for user in iterate, state, init do
 		if type(user) == "string" and user ~= "" then
 			owners[#owners + 1] = user;
 		end
@@ -748,6 +765,7 @@ module:add_timer(60, function ()
 end);
 
 module:hook_global("stats-update", function ()
+	sync();
 	local s = host_state:status();
 	pending_gauge:set(s.pending);
 	reserved_gauge:set(s.bound_names);
@@ -817,9 +835,7 @@ if batching then
 	for _, item in items or function () end do
 		if st.is_stanza(item) and item.attr.token then
 			host_state:restore(item.attr.token, item.attr.host == "1", item.attr.inviter);
-			if not batch_timer then
-				batch_timer = module:add_timer(0, flush);
-			end
+			schedule_flush(0);
 		end
 	end
 end

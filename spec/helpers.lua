@@ -67,13 +67,13 @@ function helpers.map_store()
 			if store.fail_reads then return nil, "simulated read failure"; end
 			return data[user or false];
 		end;
+		-- A stateful iterator, as Prosody's drivers return (lfs.dir, SQL result sets).
 		users = function ()
 			local users = {};
 			for user in pairs(data) do
-				if user then users[#users + 1] = user; end
+				if user then users[user] = true; end
 			end
-			local i = 0;
-			return function () i = i + 1; return users[i]; end;
+			return next, users, nil;
 		end;
 	};
 	return store;

@@ -333,6 +333,18 @@ describe("mod_invites_register", function ()
 			flush(mod);
 			assert.is_nil(mod.stores.invite_token:get(nil, "T"));
 		end);
+		it("should retry a failed delete on SQL, refusing the token meanwhile", function ()
+			local mod = load({ driver = "sql", records = { T = record("T") } });
+			local s = session();
+			preauth(mod, s, "T");
+			mod.stores.invite_token.fail_writes = true;
+			assert.is_true(register(mod, s, "alice").allowed);
+			assert.equal(1, mod:logged("error", "Failed to delete used invite token"));
+			mod.stores.invite_token.fail_writes = false;
+			assert.is_false(register(mod, session(), "bob").allowed);
+			flush(mod);
+			assert.is_nil(mod.stores.invite_token:get(nil, "T"));
+		end);
 		it("should delete tokens marked before a restart", function ()
 			local markers = helpers.archive_store();
 			markers:append(nil, nil, st.stanza("consumed", { token = "M", host = "1" }), os.time());
