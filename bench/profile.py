@@ -36,8 +36,8 @@ import bench as B  # noqa: E402
 
 
 def start(root: Path, kind: str, storage: str, ours: Path, n: int):
-    srv = B.Server(root, kind, storage, ours, timing=True).start()
-    admin = B.Admin(srv.admin_socket)
+    srv = B.BenchServer(root, kind, storage, ours, timing=True).start()
+    admin = srv.admin()
     if n:
         admin.create(n)
     token = admin.create(1, want_tokens=True)[0]
@@ -80,7 +80,8 @@ def perf(args, root: Path, ours: Path) -> None:
                 if args.what == "preauth":
                     t = B.measure_preauth(srv, token, 8, args.seconds, 10 ** 6)
                 else:
-                    t = B.measure_invited(srv, admin, 8, args.seconds, 10 ** 6, B.ROUND_SIZE[storage])
+                    t = B.measure_invited(srv, admin, 8, args.seconds, 10 ** 6, B.round_size(storage, args.n),
+                                          settle_token=token if kind == "ours" else None)
                 rec.send_signal(2)
                 rec.wait(60)
             finally:

@@ -1,11 +1,14 @@
 -- Bench-only helper for bench/bench.py (never install it on a real server).
 --
 -- Creates many account invites quickly through mod_invites' own create_account()
--- (the records are exactly what prosodyctl / the admin shell would store), and
--- drops leftovers. Exposed in the admin shell as `benchinvite`:
---   benchinvite:create("example.test", 10000)        --> "OK: 10000"
---   benchinvite:create("example.test", 64, true)     --> "OK: tok1 tok2 ..."
---   benchinvite:drop("example.test", "tok1 tok2")    --> "OK: 2"
+-- (the records are exactly what prosodyctl / the admin shell would store; each fires
+-- mod_invites' `invite-created`), and drops leftovers. Exposed in the admin shell as
+-- `benchinvite`:
+--   benchinvite:create("example.test", 10000)               --> "OK: 10000"
+--   benchinvite:create("example.test", 64, true)            --> "OK: tok1 tok2 ..."
+--   benchinvite:create("example.test", 10000, false, nil, "r")
+--       --> "OK: 10000", invites bound to the usernames r1 ... r10000
+--   benchinvite:drop("example.test", "tok1 tok2")           --> "OK: 2"
 --
 -- With internal storage every map-store write re-reads and rewrites the host's
 -- whole invite_token file, so N single writes cost O(N²). While the loop runs,
@@ -36,20 +39,17 @@ local function find_upvalue(f, name)
 	return nil;
 end
 
-local function invites_on(host)
+-- `n` account invites on `host`, bound to the usernames `prefix`1 ... `prefix`n when a
+-- prefix is given; returns their tokens.
+local function create_many(host, n, ttl, prefix)
 	local mod_invites = get_module(host, "invites");
 	if not mod_invites then
 		return nil, "mod_invites not loaded on " .. tostring(host);
 	end
-	return mod_invites;
-end
-
-local function create_many(host, n, ttl)
-	local mod_invites, err = invites_on(host);
-	if not mod_invites then
-		return nil, err;
-	end
 	local create_account = mod_invites.create_account;
+	local function username(i)
+		return prefix and prefix .. i or nil;
+	end
 	local tokens = {};
 	local ci_index, create_invite = find_upvalue(create_account, "create_invite");
 	local ts_index, token_storage;
@@ -59,7 +59,7 @@ local function create_many(host, n, ttl)
 	if not ts_index or type(token_storage) ~= "table" or not token_storage.set_keys then
 		module:log("warn", "mod_invites internals not found, creating %d invites one write each", n);
 		for i = 1, n do
-			local invite, cerr = create_account(nil, nil, ttl);
+			local invite, cerr = create_account(username(i), nil, ttl);
 			if not invite then
 				return nil, cerr;
 			end
@@ -78,7 +78,7 @@ local function create_many(host, n, ttl)
 	debug.setupvalue(create_invite, ts_index, collector);
 	local ok, res = pcall(function ()
 		for i = 1, n do
-			local invite = assert(create_account(nil, nil, ttl));
+			local invite = assert(create_account(username(i), nil, ttl));
 			tokens[i] = invite.token;
 		end
 	end);
@@ -98,14 +98,15 @@ console_env.benchinvite = {};
 
 -- luacheck: ignore 212/self
 
--- Create `n` account invites on `host`; with `want_tokens` answer the tokens, space-separated.
-function console_env.benchinvite:create(host, n, want_tokens, ttl)
+-- Create `n` account invites on `host` (bound to `prefix`1 ... when a prefix is given);
+-- with `want_tokens` answer the tokens, space-separated.
+function console_env.benchinvite:create(host, n, want_tokens, ttl, prefix)
 	n = tonumber(n);
 	if not n or n < 0 then
 		return nil, "n must be a non-negative number";
 	end
 	local t0 = os.clock();
-	local tokens, err = create_many(host, n, ttl);
+	local tokens, err = create_many(host, n, ttl, prefix);
 	if not tokens then
 		return nil, err;
 	end

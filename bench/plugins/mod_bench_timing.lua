@@ -106,8 +106,9 @@ end
 --   benchtiming:preauth_steps("bench.test", "TOKEN", 20000)
 -- Calls the loaded module's own preauth handler (stock or ours, whatever its internal
 -- API) with a stub session whose send() does nothing, and times it against its parts
--- and references: the store read, st.reply, tostring(stanza), and for ours the native
--- calls and the session invite. Also the Lua bytes allocated per call (GC stopped while counting).
+-- and references: the store read, st.reply, tostring(stanza), and for ours its decision
+-- (judge_preauth: the index check and the native calls). Also the Lua bytes allocated
+-- per call (GC stopped while counting).
 local st = require "util.stanza";
 
 local function upvalues(f)
@@ -126,7 +127,7 @@ function console_env.benchtiming:preauth_steps(host, token, n)
 	local handler, up;
 	for h in pairs(map or {}) do
 		local u = upvalues(h);
-		if u.preauth_finish or u.invites then handler, up = h, u; end
+		if u.judge_preauth or u.invites then handler, up = h, u; end
 	end
 	if not handler then return nil, "no preauth handler found"; end
 	local stanza = st.iq({ type = "set", id = "p1" })
@@ -155,13 +156,8 @@ function console_env.benchtiming:preauth_steps(host, token, n)
 	if up.invites then
 		time("  of which invites.get(token) (incl. store:get)", function () return up.invites.get(token); end);
 	end
-	if up.preauth and up.preauth_finish then
-		local record = store:get(nil, token);
-		time("  of which preauth(stanza, …) (native)", function () return up.preauth(stanza, "127.0.0.1", false, true); end);
-		time("  of which preauth_finish(…) (native)", function () return up.preauth_finish(token, "127.0.0.1", record, nil); end);
-		if up.new_invite then
-			time("  of which new_invite(…)", function () return up.new_invite(token, record, nil); end);
-		end
+	if up.judge_preauth then
+		time("  of which judge_preauth(origin, token) (index)", function () return up.judge_preauth(origin, token); end);
 	end
 	time("reference: st.reply(stanza)", function () return st.reply(stanza); end);
 	time("reference: tostring(stanza)", function () return tostring(stanza); end);
