@@ -21,7 +21,6 @@ usage: python3 bench/profile.py steps [--storage internal,sqlite] [--n 0]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import re
 import shutil
