@@ -60,9 +60,10 @@ fi
 #    ghost@HOST` refuses ("The specified user account does not exist: ghost").
 #  - test_huge_token_at_default_stanza_limit: 13.0.7 limits unauthenticated c2s stanzas to
 #    10,000 bytes again (c2s_unauthed_stanza_size_limit), as 0.12 does; 13.0.1 had 256 KB.
-DEFAULT_13LATEST_DESELECT="tests/e2e/test_prosodyctl.py::test_shell_create_account_role_flags
-tests/e2e/test_reset.py::test_reset_link_for_missing_account_creates_it
-tests/e2e/test_hostile.py::test_huge_token_at_default_stanza_limit"
+# (Node ids relative to tests/e2e, pytest's rootdir there: --deselect matches their prefix.)
+DEFAULT_13LATEST_DESELECT="test_prosodyctl.py::test_shell_create_account_role_flags
+test_reset.py::test_reset_link_for_missing_account_creates_it
+test_hostile.py::test_huge_token_at_default_stanza_limit"
 DESELECT_13LATEST=${MATRIX_13LATEST_DESELECT-$DEFAULT_13LATEST_DESELECT}
 
 total_passed=0
@@ -116,8 +117,9 @@ for cell in $CELLS; do
 	[ "$rc" = 0 ] || verdict=FAIL
 	line=$(printf '%-8s %-8s %-9s %-8s %4d passed %3d failed %3d skipped %3d xfailed %5ds' \
 		"$version" "$storage" "${detected:-?}" "$verdict" "$p" "$f" "$s" "$x" "$secs")
-	d=$(count "$log" deselected)
-	[ "$d" = 0 ] || line="$line  ($d deselected: 13.0.1-only expectations, see run-matrix.sh)"
+	if [ "$version" = 13latest ] && [ -n "$DESELECT_13LATEST" ]; then
+		line="$line  (left out: $(echo $DESELECT_13LATEST | wc -w) tests with 13.0.1-only expectations, see run-matrix.sh)"
+	fi
 	echo "cell: $line"
 	if [ "$rc" != 0 ]; then
 		grep -E '^(FAILED|ERROR) ' "$log" | head -n 20 | sed 's/^/      /'
