@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import os
 import random
+import re
+from pathlib import Path
 
 import pytest
 
 import client
 import hostile
 import invites
+import prosody
 import storage
 from expect import TOKEN_INVALID, assert_error, assert_result
 from prosody import HOST, OTHER_HOST, Prosody, is_prosody_13, lua_eval, selected
@@ -265,18 +268,29 @@ def test_xml_namespace_attribute_does_not_break_subscription(server):
     assert storage.invite_gone(server, token, user="alice")
 
 
+def unauthed_stanza_limit() -> bool:
+    """Whether the Prosody under test limits unauthenticated c2s stanzas on their own
+    (`c2s_unauthed_stanza_size_limit`, 10,000 bytes by default: 0.12, 13.0.2+; 13.0.0-13.0.1
+    apply the 256 KB c2s limit to every stream), read from its mod_c2s.lua."""
+    launcher = Path(prosody.PROSODY).resolve().read_text(errors="replace")
+    match = re.search(r"""CFG_SOURCEDIR\s*=\s*['"]([^'"]+)['"]""", launcher)
+    source = Path(match.group(1) if match else "/usr/lib/prosody") / "modules" / "mod_c2s.lua"
+    return "c2s_unauthed_stanza_size_limit" in source.read_text(errors="replace")
+
+
 def test_huge_token_at_default_stanza_limit(server):
-    """With Prosody 0.12's default c2s_unauthed_stanza_size_limit (10,000 bytes) a 64 KB
-    token never reaches the module: the server closes the stream (policy-violation, stanza
-    too big) and keeps serving; the corpus raises the limit to let such tokens through.
-    Prosody 13's limit is 256 KB for every c2s stream: the token reaches the module, which
-    refuses it without a lookup (over 1024 bytes) and the stream stays open."""
+    """With the default c2s_unauthed_stanza_size_limit (10,000 bytes: Prosody 0.12 and
+    13.0.2+) a 64 KB token never reaches the module: the server closes the stream
+    (policy-violation, stanza too big) and keeps serving; the corpus raises the limit to let
+    such tokens through. Prosody 13.0.0-13.0.1 limit every c2s stream to 256 KB only: the
+    token reaches the module, which refuses it without a lookup (over 1024 bytes) and the
+    stream stays open."""
     token = invites.account(server)
     exchanger = hostile.Exchanger(server.port)
     result = exchanger.exchange(f"<iq type='set' id='big'><preauth xmlns='{NS_PREAUTH}' "
                                 f"token='{'A' * hostile.HUGE}'/></iq>".encode())
     exchanger.close()
-    if is_prosody_13():
+    if not unauthed_stanza_limit():
         assert not result.closed and len(result.received) == 1, result
         assert b"item-not-found" in result.received[0].raw, result
         assert TOKEN_INVALID.encode() in result.received[0].raw, result
