@@ -29,7 +29,7 @@ import invites
 import prosody
 import storage
 from expect import TOKEN_INVALID, assert_error, assert_result
-from prosody import HOST, OTHER_HOST, Prosody, is_prosody_13, lua_eval, selected
+from prosody import HOST, OTHER_HOST, Prosody, lua_eval, selected
 from xmpp_raw import NS_PREAUTH, RawStream
 
 QUICK_COUNT = 500
