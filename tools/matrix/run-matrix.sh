@@ -16,6 +16,7 @@
 #   PROSODY13_PREFIX           where prosody13.sh installs 13.0.1 (default build/prosody13)
 #   PROSODY13_LATEST_PREFIX    where it installs the newest 13.0.x (default build/prosody13-latest)
 #   PYTEST_ARGS                extra pytest arguments (e.g. "-k reset")
+#   MATRIX_JOBS                cells run at the same time (default 2; 1 = one after another)
 #   MATRIX_13LATEST_DESELECT   tests not run in the 13latest cells (default below; "" runs all)
 # Each postgres cell starts (and stops) its own private cluster under /tmp
 # through the suite's session fixture; Prosodys and clusters bind free
@@ -47,7 +48,8 @@ fi
 if [ -n "${MATRIX_CELLS:-}" ]; then
 	CELLS=$MATRIX_CELLS
 else
-	CELLS="0.12:postgres 13:internal 13:sqlite 13:postgres 13latest:internal 13latest:sqlite 13latest:postgres"
+	# Longest first (PostgreSQL, then internal), so that parallel cells end together.
+	CELLS="0.12:postgres 13:postgres 13latest:postgres 13:internal 13latest:internal 13:sqlite 13latest:sqlite"
 	[ "${MATRIX_INCLUDE_DEFAULT:-0}" = 1 ] && CELLS="0.12:internal 0.12:sqlite $CELLS"
 fi
 
@@ -76,14 +78,16 @@ count() { # log, word → number from pytest's closing line (0 when absent)
 		| grep -oE "[0-9]+ $2" | grep -oE '^[0-9]+' | head -n 1 | awk '{print $1+0} END {if (NR==0) print 0}'
 }
 
-for cell in $CELLS; do
+# run_cell CELL: one cell's suite; prints its lines, and writes "rc passed failed" and the
+# summary line to $LOG_DIR/matrix-VERSION-STORAGE.result.
+run_cell() {
+	local cell=$1 version storage prosody prosodyctl log start rc secs detected p f s x verdict line t
 	version=${cell%%:*}
 	storage=${cell#*:}
 	case "$version" in
 		0.12) prosody=/usr/bin/prosody prosodyctl=/usr/bin/prosodyctl ;;
 		13) prosody=$PROSODY13 prosodyctl=$PROSODYCTL13 ;;
 		13latest) prosody=$PROSODY13L prosodyctl=$PROSODYCTL13L ;;
-		*) echo "run-matrix: unknown version in cell $cell (use 0.12, 13 or 13latest)" >&2; exit 2 ;;
 	esac
 	log="$LOG_DIR/matrix-$version-$storage.log"
 	start=$(date +%s)
@@ -110,9 +114,6 @@ for cell in $CELLS; do
 	x=$(count "$log" xfailed)
 	# A run that failed without counting a failure (crash, no tests) is one failure.
 	if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
-	[ "$rc" = 0 ] || status=1
-	total_passed=$((total_passed + p))
-	total_failed=$((total_failed + f))
 	verdict=pass
 	[ "$rc" = 0 ] || verdict=FAIL
 	line=$(printf '%-8s %-8s %-9s %-8s %4d passed %3d failed %3d skipped %3d xfailed %5ds' \
@@ -120,11 +121,53 @@ for cell in $CELLS; do
 	if [ "$version" = 13latest ] && [ -n "$DESELECT_13LATEST" ]; then
 		line="$line  (left out: $(echo $DESELECT_13LATEST | wc -w) tests with 13.0.1-only expectations, see run-matrix.sh)"
 	fi
-	echo "cell: $line"
-	if [ "$rc" != 0 ]; then
-		grep -E '^(FAILED|ERROR) ' "$log" | head -n 20 | sed 's/^/      /'
-		echo "      log: $log"
+	{
+		echo "cell: $line"
+		if [ "$rc" != 0 ]; then
+			grep -E '^(FAILED|ERROR) ' "$log" | head -n 20 | sed 's/^/      /'
+			echo "      log: $log"
+		fi
+	}
+	printf '%s %s %s\n%s\n' "$rc" "$p" "$f" "$line" >"$LOG_DIR/matrix-$version-$storage.result"
+}
+
+for cell in $CELLS; do
+	case "${cell%%:*}" in
+		0.12 | 13 | 13latest) ;;
+		*) echo "run-matrix: unknown version in cell $cell (use 0.12, 13 or 13latest)" >&2; exit 2 ;;
+	esac
+	rm -f "$LOG_DIR/matrix-${cell%%:*}-${cell#*:}.result"
+done
+
+# MATRIX_JOBS cells at a time (default 2: a cell keeps about half a core busy, the rest is
+# waiting on servers and clients; each cell has its own servers, ports, data and cluster).
+JOBS=${MATRIX_JOBS:-2}
+running=0
+for cell in $CELLS; do
+	if [ "$JOBS" -le 1 ]; then
+		run_cell "$cell"
+		continue
 	fi
+	while [ "$running" -ge "$JOBS" ]; do
+		wait -n
+		running=$((running - 1))
+	done
+	run_cell "$cell" &
+	running=$((running + 1))
+done
+wait
+
+for cell in $CELLS; do
+	result="$LOG_DIR/matrix-${cell%%:*}-${cell#*:}.result"
+	if [ -f "$result" ]; then
+		read -r rc p f <"$result"
+		line=$(sed -n 2p "$result")
+	else
+		rc=1 p=0 f=1 line="${cell%%:*} ${cell#*:} did not run"
+	fi
+	[ "$rc" = 0 ] || status=1
+	total_passed=$((total_passed + p))
+	total_failed=$((total_failed + f))
 	SUMMARY+=("$line")
 done
 
