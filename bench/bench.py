@@ -78,7 +78,7 @@ PROFILES = {
     "full": dict(ns={"internal": [0, 1000, 10000, 100000], "sqlite": [0, 1000, 10000]},
                  reps=5, big_reps=2, preauth_s=3.0, invited_s=6.0, open_s=6.0, max_ops=200000,
                  disk={"internal": [1000], "sqlite": [1000]}, disk_reps=2,
-                 reserve_n=10000, reserve_storages=["internal", "sqlite"], reserve_reps=3),
+                 reserve_n=10000, reserve_storages=["internal", "sqlite"], reserve_reps=2),
     # < 3 min
     "quick": dict(ns={"internal": [0, 10000], "sqlite": [0, 10000]},
                   reps=1, big_reps=1, preauth_s=2.0, invited_s=4.0, open_s=3.0, max_ops=50000,
