@@ -234,14 +234,19 @@ module:hook("invite-created", function (invite)
 	created[#created + 1] = invite;
 end, -1000);
 
--- Batched deletes: one write of the store for many used tokens.
-local RETRY_S = 10; -- after a failed delete when deleting at once
+-- Batched deletes: one write of the store for many used tokens. Failed writes are retried
+-- after 1 s, then twice as long each time, up to 5 minutes.
 local delete_interval, batch_timer, stretch_logged = settings.delete_delay, nil, false;
+local retry_delay = 0;
 local flush;
 local function schedule_flush(delay)
 	if not batch_timer then
 		batch_timer = module:add_timer(delay or delete_interval, flush);
 	end
+end
+local function schedule_retry()
+	retry_delay = math.min(math.max(retry_delay * 2, 1, delete_interval), 300);
+	schedule_flush(retry_delay);
 end
 
 function flush()
@@ -279,7 +284,9 @@ function flush()
 			module:log("warn", "Failed to clear the used-token log: %s", tostring(why));
 		end
 	end
-	if not ok then
+	if ok then
+		retry_delay = 0;
+	else
 		module:log("error", "Failed to delete %d used invite tokens, will retry: %s", #batch.host, tostring(err));
 	end
 	local interval = native.next_interval(settings.delete_delay, took);
@@ -289,8 +296,10 @@ function flush()
 		stretch_logged = true;
 	end
 	delete_interval = interval;
-	if host_state:status().awaiting_deletion > 0 then
-		schedule_flush(delete_interval > 0 and delete_interval or RETRY_S);
+	if not ok then
+		schedule_retry();
+	elseif host_state:status().awaiting_deletion > 0 then
+		schedule_flush();
 	end
 end
 
@@ -318,7 +327,7 @@ local function delete_now(token, host_record, inviter)
 	host_state:write_end(fresh);
 	if failed then
 		host_state:queue(token, host_record, inviter);
-		schedule_flush(delete_interval > 0 and delete_interval or RETRY_S);
+		schedule_retry();
 	end
 end
 
