@@ -51,7 +51,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 
-from harness.server import AdminSocket, Server, make_install  # noqa: E402
+from harness.server import AdminSocket, Server, make_install, stock_module  # noqa: E402
 from harness.xmpp import (STREAM_CLOSE, after_features, iq_attrs, preauth_iq,  # noqa: E402
                           register_iq, stream_ended, stream_header, take_iq)
 
@@ -110,6 +110,8 @@ class BenchServer(Server):
     `open_registration`: invite modules loaded, but `registration_invite_only = false`
     and `allow_registration = true` (registration without an invite). `seed`: a data
     directory to start from (copied, so every server of a cell starts on the same data).
+    `ours_dir` / `stock_dir`: the first plugin_paths entry of ours / stock (stock: a copy of
+    Prosody's own module, so that no other module of that name can stand in for it).
     """
 
     hosts = (HOST,)
@@ -119,11 +121,12 @@ class BenchServer(Server):
 
     def __init__(self, root: Path, kind: str, storage: str, ours_dir: Path | None,
                  timing: bool = False, open_registration: bool = False, seed: Path | None = None,
-                 name: str | None = None):
+                 name: str | None = None, stock_dir: Path | None = None):
         workdir = root / (name or f"{kind}-{storage}")
         if workdir.exists():
             shutil.rmtree(workdir)
-        plugin_paths = [ours_dir, BENCH_PLUGINS] if kind == "ours" else [BENCH_PLUGINS]
+        first = {"ours": ours_dir, "stock": stock_dir}.get(kind)
+        plugin_paths = [first, BENCH_PLUGINS] if first else [BENCH_PLUGINS]
         super().__init__(workdir, log_path=workdir / "prosody.log", plugin_paths=plugin_paths)
         self.kind = kind
         self.storage = storage
@@ -666,6 +669,11 @@ def install_ours(root: Path) -> Path:
     return target
 
 
+def install_stock(root: Path) -> Path:
+    """Prosody's own mod_invites_register, copied into a plugin folder for the stock servers."""
+    return stock_module(root / "plugins-stock")
+
+
 def identify(server: BenchServer) -> str:
     """Which module answers: stock says forbidden to a bad token, ours item-not-found."""
     async def probe() -> str:
@@ -702,6 +710,7 @@ class Bench:
         self.args, self.p = args, p
         self.streams = args.streams
         self.root, self.disk_root, self.ours_dir = root, disk_root, ours_dir
+        self.stock_dir = install_stock(root)
         self.results: dict[tuple, Cell] = collections.defaultdict(Cell)
         self.starts: dict[tuple, list[Start]] = collections.defaultdict(list)
         self.timings: dict[tuple, dict] = {}
@@ -714,7 +723,8 @@ class Bench:
 
     def server(self, root: Path, kind: str, storage: str, seed: Path | None = None,
                name: str | None = None, **options) -> BenchServer:
-        srv = BenchServer(root, kind, storage, self.ours_dir, name=name, seed=seed, **options)
+        srv = BenchServer(root, kind, storage, self.ours_dir, name=name, seed=seed,
+                          stock_dir=self.stock_dir, **options)
         self.servers.append(srv)
         return srv.start()
 
@@ -1169,7 +1179,9 @@ class Report:
             "data directories in the system's temporary directory, and for the cells marked \"data on "
             "/var/lib\" on the file system of Debian's default `data_path` (/var/lib/prosody); file "
             "systems under Machine (SQLite commits and internal-storage writes wait for the disk).",
-            "- **stock**: Prosody's own `mod_invites_register` (no plugin_paths entry for ours). **ours**: "
+            "- **stock**: Prosody's own `mod_invites_register` (copied from Prosody's modules folder "
+            "into the stock servers' first plugin_paths entry, so no other module of that name can "
+            "stand in for it). **ours**: "
             "`plugin_paths` → a `make install PLUGIN_DIR=…` directory, options at their defaults "
             f"(`invites_register_delete_delay` {DELETE_DELAY:g} s). Both: modules "
             f"{', '.join(BASE_MODULES + INVITE_MODULES)}, `registration_invite_only` default (true). "

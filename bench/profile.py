@@ -35,7 +35,8 @@ import bench as B  # noqa: E402
 
 
 def start(root: Path, kind: str, storage: str, ours: Path, n: int):
-    srv = B.BenchServer(root, kind, storage, ours, timing=True).start()
+    srv = B.BenchServer(root, kind, storage, ours, timing=True,
+                        stock_dir=B.install_stock(root)).start()
     admin = srv.admin()
     if n:
         admin.create(n)

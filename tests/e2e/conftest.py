@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE))
 
 from prosody import HOST, OTHER_HOST, TEST_PLUGINS, Prosody, ServerOptions  # noqa: E402
 from prosody import PROSODY, free_port, make_install as harness_make_install  # noqa: E402
-from prosody import prosody_version  # noqa: E402
+from prosody import prosody_version, stock_module  # noqa: E402
 
 MODULE = "mod_invites_register"
 LIBRARY = "invites_register.so"
@@ -56,10 +56,12 @@ def make_install(plugin_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def installed_plugins(tmp_path_factory) -> Path | None:
-    """Our module installed into a fresh plugin dir (None when E2E_STOCK=1)."""
+def installed_plugins(tmp_path_factory) -> Path:
+    """Our module installed into a fresh plugin dir; with E2E_STOCK=1 a copy of Prosody's
+    own module instead (so that no other module of that name, e.g. our .deb installed
+    beside Prosody's core modules, can stand in for it)."""
     if use_stock():
-        return None
+        return stock_module(tmp_path_factory.mktemp("plugins-stock"))
     plugin_dir = tmp_path_factory.mktemp("plugins")
     make_install(plugin_dir)
     return plugin_dir
@@ -135,7 +137,7 @@ class ProsodyFactory:
 @pytest.fixture
 def plugin_paths(installed_plugins) -> list[Path]:
     """plugin_paths for test configs: our installed module first, then the test-only plugins."""
-    return ([installed_plugins] if installed_plugins else []) + [TEST_PLUGINS]
+    return [installed_plugins, TEST_PLUGINS]
 
 
 @pytest.fixture(scope="session")

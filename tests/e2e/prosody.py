@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from harness import server as _server  # noqa: E402
 from harness.server import (PROSODY, PROSODYCTL, SHUTDOWN_RACE_RE, TRACEBACK_RE,  # noqa: E402,F401
                             detect_version, free_port, is_known_shutdown_race, is_prosody_13,
-                            lua, make_install, prosody_version, version_tuple)
+                            lua, make_install, prosody_version, stock_module, version_tuple)
 
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 

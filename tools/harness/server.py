@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,19 +41,35 @@ _SOURCEDIR_RE = re.compile(r"""^\s*CFG_SOURCEDIR\s*=\s*['"]([^'"]+)['"]""", re.M
 _LOGGED_VERSION_RE = re.compile(r"Hello and welcome to Prosody version (\S+)")
 
 
-def detect_version(binary: str | None = None) -> str:
-    """The version string of the Prosody that `binary` (default $PROSODY) launches."""
+def source_dirs(binary: str | None = None) -> list[Path]:
+    """Where the Prosody that `binary` (default $PROSODY) launches may keep its Lua tree
+    (core/, util/, modules/, prosody.version): the launcher's CFG_SOURCEDIR, then the
+    launcher's own folder (a source checkout run in place, `./prosody`)."""
     binary = binary or PROSODY
     launcher = Path(binary).resolve()
-    candidates = []
     try:
         match = _SOURCEDIR_RE.search(launcher.read_text(errors="replace"))
     except OSError as e:
         raise RuntimeError(f"cannot read the Prosody launcher {binary}: {e}") from e
-    if match:
-        candidates.append(Path(match.group(1)) / "prosody.version")
-    # A source checkout run in place (`./prosody`) keeps prosody.version beside it.
-    candidates.append(launcher.parent / "prosody.version")
+    return ([Path(match.group(1))] if match else []) + [launcher.parent]
+
+
+def stock_module(dest: Path, name: str = "mod_invites_register") -> Path:
+    """Prosody's own module `name` copied into the folder `dest`, for a first
+    `plugin_paths` entry: then the server runs Prosody's module even where another one of
+    that name is installed beside Prosody's core modules (e.g. our .deb). Returns `dest`."""
+    for tree in source_dirs():
+        original = tree / "modules" / f"{name}.lua"
+        if original.is_file():
+            Path(dest).mkdir(parents=True, exist_ok=True)
+            shutil.copy(original, Path(dest) / original.name)
+            return Path(dest)
+    raise RuntimeError(f"Prosody's own {name}.lua not found in {[str(t) for t in source_dirs()]}")
+
+
+def detect_version(binary: str | None = None) -> str:
+    """The version string of the Prosody that `binary` (default $PROSODY) launches."""
+    candidates = [tree / "prosody.version" for tree in source_dirs(binary)]
     for candidate in candidates:
         try:
             version = candidate.read_text().strip()
@@ -60,7 +77,7 @@ def detect_version(binary: str | None = None) -> str:
             continue
         if version:
             return version
-    raise RuntimeError(f"cannot tell the version of {binary}: none of "
+    raise RuntimeError(f"cannot tell the version of {binary or PROSODY}: none of "
                        f"{[str(c) for c in candidates]} is readable")
 
 
