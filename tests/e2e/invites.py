@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import storage
 from prosody import HOST, Prosody, is_prosody_13, lua
 
 URI_RE = re.compile(r"^xmpp:\S*\?register;preauth=(?P<token>[^;\s]+)")
@@ -130,3 +131,16 @@ def generate_13(flags: tuple[str, ...] | list[str], host: str = HOST) -> list[st
     if reset is not None:
         return ["invite", "create_reset", f"{reset}@{host}"]
     return ["invite", "create_account", host, *(["--role", role] if role else []), *groups]
+
+
+def delete(server: Prosody, token: str, host: str = HOST) -> None:
+    """Delete one host record the way an admin does: 13's `prosodyctl shell invite delete
+    HOST TOKEN`; on 0.12 (no such command) mod_invites' own `delete_account_invite(token)`
+    through the admin shell. Both write the store without telling our module."""
+    if is_prosody_13():
+        out = server.ctl("shell", "invite", "delete", host, token).stdout
+        assert "Invitation deleted" in out, out
+    else:
+        server.shell(f'>require"core.modulemanager".get_module({lua(host)}, "invites")'
+                     f'.delete_account_invite({lua(token)})')
+    assert not storage.invite_stored(server, token, host=host)

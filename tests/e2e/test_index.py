@@ -17,25 +17,12 @@ import frontend
 import invites
 import storage
 from expect import INVITE_ONLY, TOKEN_INVALID, TOKEN_USED, assert_error, assert_result
-from prosody import HOST, OTHER_HOST, Prosody, is_prosody_13, lua
+from prosody import HOST, OTHER_HOST, Prosody
 from xmpp_raw import RawStream
 
 MODULE_LOG = f"{HOST}:invites_register"
 DEFAULT_DELAY = {"invites_register_delete_delay": None}
 INDEXED_RE = re.compile(r"Indexed \d+ invites")
-
-
-def delete_invite(server: Prosody, token: str, host: str = HOST) -> None:
-    """Delete one host record the way an admin does: 13's `prosodyctl shell invite delete
-    HOST TOKEN`; on 0.12 (no such command) mod_invites' own `delete_account_invite(token)`
-    through the admin shell. Both write the store without telling our module."""
-    if is_prosody_13():
-        out = server.ctl("shell", "invite", "delete", host, token).stdout
-        assert "Invitation deleted" in out, out
-    else:
-        server.shell(f'>require"core.modulemanager".get_module({lua(host)}, "invites")'
-                     f'.delete_account_invite({lua(token)})')
-    assert not storage.invite_stored(server, token, host=host)
 
 
 def preauth_once(server: Prosody, token: str, host: str = HOST):
@@ -81,7 +68,7 @@ def test_invite_deleted_behind_the_modules_back_refused(server):
     token = invites.account(server)
     other = invites.account(server)
     assert_result(preauth_once(server, token))
-    delete_invite(server, token)
+    invites.delete(server, token)
     assert_error(preauth_once(server, token), "cancel", "item-not-found", TOKEN_INVALID)
     with RawStream(server.port) as s:
         s.open()
@@ -107,7 +94,7 @@ def test_restored_backup_is_seen_at_next_preauth(prosody):
     shutil.copy2(path, backup)
     register(server, used, "alice")
     assert storage.invite_gone(server, used)
-    delete_invite(server, revived)
+    invites.delete(server, revived)
     assert_error(preauth_once(server, revived), "cancel", "item-not-found")
     newer = invites.account(server)
     assert_result(preauth_once(server, newer))

@@ -16,22 +16,10 @@ import invites
 import storage
 from expect import (INVITE_ONLY, RESERVED, TOKEN_INVALID, TOKEN_USED, WRONG_USERNAME,
                     assert_error, assert_result)
-from prosody import HOST, OTHER_HOST, Prosody, is_prosody_13, lua
+from prosody import HOST, OTHER_HOST, Prosody, lua
 from xmpp_raw import RawStream
 
 DEFAULT_DELAY = {"invites_register_delete_delay": None}
-
-
-def delete_invite(server: Prosody, token: str, host: str = HOST) -> None:
-    """13: `prosodyctl shell invite delete HOST TOKEN`; 0.12 (no such command):
-    mod_invites' `delete_account_invite(token)` through the admin shell."""
-    if is_prosody_13():
-        out = server.ctl("shell", "invite", "delete", host, token).stdout
-        assert "Invitation deleted" in out, out
-    else:
-        server.shell(f'>require"core.modulemanager".get_module({lua(host)}, "invites")'
-                     f'.delete_account_invite({lua(token)})')
-    assert not storage.invite_stored(server, token, host=host)
 
 
 def assert_reserved(reply) -> None:
@@ -286,7 +274,7 @@ def test_name_freed_by_deletion(server):
         s.open()
         assert_result(s.preauth(other))
         assert_reserved(s.register("erin", "secret"))
-        delete_invite(server, erin)
+        invites.delete(server, erin)
         assert_result(s.register("erin", "secret"))
     assert storage.accounts(server) == {"erin"}
 
@@ -317,8 +305,8 @@ def test_revocation_after_preauth(server):
         t.open()
         assert_result(s.preauth(token))
         assert_result(t.preauth(bound))
-        delete_invite(server, token)
-        delete_invite(server, bound)
+        invites.delete(server, token)
+        invites.delete(server, bound)
         assert_error(s.register("alice", "secret"), "modify", "not-acceptable", TOKEN_USED)
         assert_error(t.register("bob", "secret"), "modify", "not-acceptable", TOKEN_USED)
     assert storage.accounts(server) == set()
@@ -331,7 +319,7 @@ def test_revocation_after_preauth_through_frontend(prosody):
     server = prosody.start(extra_modules=frontend.FRONTEND)
     token = invites.account(server)
     form = frontend.open_form(server, token)
-    delete_invite(server, token)
+    invites.delete(server, token)
     assert frontend.submit(server, form, "alice", "secret") == f"refused: {TOKEN_USED}"
     assert storage.accounts(server) == set()
 
