@@ -134,6 +134,7 @@ end
 local tracks_file = host_state:tracks_file();
 -- SQL storage reads per token (one indexed query) and deletes at once, as stock does.
 local batching = tracks_file and settings.delete_delay > 0;
+local delete_interval = settings.delete_delay; -- stretched when store writes are slow
 
 -- Feeds one stored record to the index. With a file the index also keeps `uri` and
 -- `additional_data`, so a valid preauth needs no storage read.
@@ -154,6 +155,7 @@ local function put(token, record)
 end
 
 -- Fills the index from all of the host's records (one read).
+local loaded = false; -- once filled, the index needs no check before use on SQL
 local function load_index()
 	local started = time_now();
 	host_state:load_begin();
@@ -168,7 +170,13 @@ local function load_index()
 	for _, token in ipairs(host_state:load(records)) do
 		put(token, records[token]);
 	end
-	module:log("debug", "Indexed %d invites in %.3f s", host_state:load_end(), time_now() - started);
+	local took = time_now() - started;
+	module:log("debug", "Indexed %d invites in %.3f s", host_state:load_end(), took);
+	loaded = true;
+	if batching then
+		-- A batch write parses the store as this did, and writes it: space them from the start.
+		delete_interval = math.max(delete_interval, native.next_interval(settings.delete_delay, took));
+	end
 end
 
 -- Invites announced by mod_invites (`invite-created` fires before it stores them).
@@ -185,7 +193,7 @@ local function sync()
 			end
 		end
 	end
-	if host_state:stale() then
+	if (tracks_file or not loaded) and host_state:stale() then
 		load_index();
 	end
 end
@@ -236,7 +244,7 @@ end, -1000);
 
 -- Batched deletes: one write of the store for many used tokens. Failed writes are retried
 -- after 1 s, then twice as long each time, up to 5 minutes.
-local delete_interval, batch_timer, stretch_logged = settings.delete_delay, nil, false;
+local batch_timer, stretch_logged = nil, false;
 local retry_delay = 0;
 local flush;
 local function schedule_flush(delay)
@@ -306,7 +314,7 @@ end
 -- Deletes a used token's entries at once (never undoes the registration on failure); what
 -- failed is queued and retried, and stays refused meanwhile.
 local function delete_now(token, host_record, inviter)
-	local fresh = host_state:write_begin();
+	local fresh = tracks_file and host_state:write_begin();
 	local failed = false;
 	if host_record then
 		local ok, err = store:set(nil, token, nil);
@@ -324,7 +332,9 @@ local function delete_now(token, host_record, inviter)
 			failed = true;
 		end
 	end
-	host_state:write_end(fresh);
+	if tracks_file then
+		host_state:write_end(fresh);
+	end
 	if failed then
 		host_state:queue(token, host_record, inviter);
 		schedule_retry();
@@ -338,12 +348,15 @@ local function consume(token, host_record, inviter)
 		local ok, err = markers:append(nil, nil, st.stanza("consumed", {
 			token = token; inviter = inviter; host = host_record and "1" or nil;
 		}), os.time());
+		host_state:queue(token, host_record, inviter);
 		if ok then
-			host_state:queue(token, host_record, inviter);
 			schedule_flush();
-			return;
+		else
+			-- e.g. the archive's item limit: write the batch now, which clears the log.
+			module:log("warn", "Cannot mark used invite token (%s): deleting the used tokens now", tostring(err));
+			flush();
 		end
-		module:log("warn", "Cannot mark used invite token: %s; deleting it now", tostring(err));
+		return;
 	end
 	delete_now(token, host_record, inviter);
 end
@@ -405,19 +418,27 @@ local function judge_preauth(origin, token)
 	if not ok then
 		return false, err_type, condition, text, label;
 	end
-	local record, read_ok = nil, true;
 	sync();
 	if not tracks_file then
-		record, read_ok = reread(token);
+		-- SQL: the record itself (one indexed query, as stock) is judged.
+		local record, err = store:get(nil, token);
+		if err then
+			module:log("warn", "Failed to read invite token: %s", tostring(err));
+		end
+		local r = type(record) == "table" and record or {};
+		local valid, kind, inviter, reusable, refusal_label = host_state:preauth_judge_record(token, origin.ip,
+			err ~= nil, r.type, r.jid, r.expires, r.allow_registration ~= false, r.reusable);
+		if not valid then
+			return false, kind, inviter, reusable, refusal_label;
+		end
+		return true, kind, inviter, reusable, r.uri, r.additional_data;
 	end
-	local valid, kind, inviter, reusable, uri, data = host_state:preauth_judge(token, origin.ip, not read_ok);
+	local valid, kind, inviter, reusable, uri, data = host_state:preauth_judge(token, origin.ip, false);
 	if not valid then
 		return false, kind, inviter, reusable, uri;
 	end
-	if record then -- SQL: the record just read
-		return true, kind, inviter, reusable, record.uri, record.additional_data;
-	elseif data == true then -- kept by the index as not representable: read it
-		record = store:get(nil, token);
+	if data == true then -- kept by the index as not representable: read it
+		local record = store:get(nil, token);
 		data = record and record.additional_data;
 	elseif data then
 		data = deserialize(data);

@@ -345,6 +345,20 @@ describe("mod_invites_register", function ()
 			flush(mod);
 			assert.is_nil(mod.stores.invite_token:get(nil, "T"));
 		end);
+		it("should write the batch at once when the used-token log is full", function ()
+			local markers = helpers.archive_store();
+			local mod = load({ records = { T = record("T"), U = record("U") }, markers = markers });
+			local s = session();
+			preauth(mod, s, "T");
+			assert.is_true(register(mod, s, "alice").allowed);
+			markers.fail_writes = true;
+			local other = session();
+			preauth(mod, other, "U");
+			assert.is_true(register(mod, other, "bob").allowed);
+			assert.equal(1, mod:logged("warn", "Cannot mark used invite token"));
+			assert.is_nil(mod.stores.invite_token:get(nil, "T"));
+			assert.is_nil(mod.stores.invite_token:get(nil, "U"));
+		end);
 		it("should delete tokens marked before a restart", function ()
 			local markers = helpers.archive_store();
 			markers:append(nil, nil, st.stanza("consumed", { token = "M", host = "1" }), os.time());

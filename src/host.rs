@@ -164,19 +164,48 @@ impl Host {
         read_failed: bool,
         now_ms: u64,
         now_s: i64,
-    ) -> Result<&Entry, Refusal> {
+    ) -> Result<(), Refusal> {
         let valid = !read_failed
             && self
                 .index
                 .get(token)
                 .is_some_and(|e| e.live(now_s) && !self.used(token, e, now_ms, now_s));
+        self.preauth_outcome(token, ip, valid, now_ms)
+    }
+
+    /// SPEC §4.2 steps 4–5 for SQL storage: judges the record just read for `token` (an
+    /// indexed query, as stock), not the index, which the registration reads again anyway.
+    pub fn preauth_judge_record(
+        &mut self,
+        token: &str,
+        ip: Option<&str>,
+        record: Option<Fields<'_>>,
+        now_ms: u64,
+        now_s: i64,
+    ) -> Result<Entry, Refusal> {
+        let entry = record.and_then(|f| Entry::from_fields(&self.config.host, token, f));
+        let valid = entry
+            .as_ref()
+            .is_some_and(|e| e.live(now_s) && !self.used(token, e, now_ms, now_s));
+        self.preauth_outcome(token, ip, valid, now_ms)?;
+        entry.ok_or(Refusal::TokenInvalid)
+    }
+
+    /// Counts a failed preauth for the throttle, or remembers a valid one (cleanup grace).
+    fn preauth_outcome(
+        &mut self,
+        token: &str,
+        ip: Option<&str>,
+        valid: bool,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
         if !valid {
             let bucket = self.bucket(ip);
             self.throttle.record_failure(&bucket, now_ms);
             return Err(Refusal::TokenInvalid);
         }
         self.recent_preauths.insert(token.into(), now_ms);
-        self.index.get(token).ok_or(Refusal::TokenInvalid)
+        Ok(())
     }
 
     /// Adds (or replaces) the record of `token` read from storage; false when the record
@@ -472,8 +501,8 @@ mod tests {
     fn test_simple() {
         let mut h = with_invites();
         assert_eq!(h.preauth_gate(Some("T"), SECURE, 0), Ok(()));
-        let e = h.preauth_judge("T", SECURE.ip, false, 0, NOW).unwrap();
-        assert_eq!(e.kind.as_str(), "register");
+        assert_eq!(h.preauth_judge("T", SECURE.ip, false, 0, NOW), Ok(()));
+        assert_eq!(h.index.get("T").unwrap().kind.as_str(), "register");
         assert_eq!(h.registering(true, Some("T"), Some("bob"), 0, NOW), allow());
         let handle = h.claim("T", 0, NOW).unwrap().unwrap();
         assert_eq!(
@@ -561,6 +590,31 @@ mod tests {
             Err(Refusal::Throttled)
         );
         assert_eq!(h.preauth_gate(Some("T"), v6("2001:db8:0:1::2"), 1), Ok(()));
+    }
+
+    #[test]
+    fn test_sql_judges_the_record_read() {
+        let mut h = host(10);
+        let live = account("example.com", None, NOW + 100);
+        assert!(h
+            .preauth_judge_record("S", SECURE.ip, Some(live), 0, NOW)
+            .is_ok());
+        assert!(h.index.get("S").is_none(), "the index is not written");
+        let expired = account("example.com", None, NOW - 1);
+        assert_eq!(
+            h.preauth_judge_record("S", SECURE.ip, Some(expired), 0, NOW)
+                .err(),
+            Some(Refusal::TokenInvalid)
+        );
+        assert_eq!(
+            h.preauth_judge_record("S", SECURE.ip, None, 0, NOW).err(),
+            Some(Refusal::TokenInvalid)
+        );
+        h.ledger.mark_consumed("S", NOW + 100, NOW);
+        let live = account("example.com", None, NOW + 100);
+        assert!(h
+            .preauth_judge_record("S", SECURE.ip, Some(live), 0, NOW)
+            .is_err());
     }
 
     #[test]

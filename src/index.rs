@@ -4,17 +4,19 @@
 //! every `get` of the map store parses the host's whole invite file, so stock's preauth
 //! and registration cost O(pending invites); here they cost a hash lookup.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::invite::{Entry, Name};
+use crate::invite::{Entry, Extra, Name};
+use crate::token::Key;
 
 /// The index of one host.
 #[derive(Debug, Default)]
 pub struct Index {
-    entries: HashMap<Box<str>, Entry>,
+    entries: HashMap<Key, Entry>,
     bound: HashMap<Box<str>, Vec<Box<str>>>,
-    literals: HashSet<Arc<str>>,
+    literals: Vec<Arc<str>>,
+    literal_ids: HashMap<Arc<str>, u32>,
 }
 
 impl Index {
@@ -25,19 +27,32 @@ impl Index {
 
     /// Forgets everything (before a reload).
     pub fn clear(&mut self) {
-        self.entries.clear();
+        self.entries = HashMap::new();
         self.bound.clear();
         self.literals.clear();
+        self.literal_ids.clear();
     }
 
-    /// The shared copy of an `additional_data` literal.
-    pub fn intern(&mut self, literal: String) -> Arc<str> {
-        if let Some(known) = self.literals.get(literal.as_str()) {
-            return known.clone();
+    /// `additional_data` kept as `literal`, shared with equal ones.
+    pub fn intern(&mut self, literal: String) -> Extra {
+        if let Some(&id) = self.literal_ids.get(literal.as_str()) {
+            return Extra::literal(id);
         }
+        let Ok(id) = u32::try_from(self.literals.len()) else {
+            return Extra::UNSUPPORTED;
+        };
         let shared: Arc<str> = literal.into();
-        self.literals.insert(shared.clone());
-        shared
+        self.literals.push(shared.clone());
+        self.literal_ids.insert(shared, id);
+        Extra::literal(id)
+    }
+
+    /// The literal `extra` stands for, if any.
+    pub fn literal(&self, extra: Extra) -> Option<&str> {
+        extra
+            .literal_id()
+            .and_then(|id| self.literals.get(id as usize))
+            .map(|l| &**l)
     }
 
     /// Adds or replaces the entry of `token`.
@@ -49,7 +64,7 @@ impl Index {
                 .or_default()
                 .push(token.into());
         }
-        self.entries.insert(token.into(), entry);
+        self.entries.insert(Key::from(token), entry);
     }
 
     /// Removes the entry of `token`, returning it.
@@ -81,7 +96,7 @@ impl Index {
         self.entries
             .iter()
             .filter(move |(_, e)| !e.live(now))
-            .map(|(t, _)| &**t)
+            .map(|(t, _)| t.as_str())
     }
 
     /// Number of invites held.
@@ -103,7 +118,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::invite::{Extra, Fields};
+    use crate::invite::Fields;
 
     fn entry(jid: &str, bound: Option<&str>, expires: f64) -> Entry {
         Entry::from_fields(
@@ -160,9 +175,13 @@ mod tests {
         let mut i = Index::new();
         let a = i.intern(r#"{["groups"]={};}"#.into());
         let b = i.intern(r#"{["groups"]={};}"#.into());
-        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a, b);
+        assert_ne!(a, i.intern(r#"{["roles"]={};}"#.into()));
+        assert_eq!(i.literal(a), Some(r#"{["groups"]={};}"#));
+        assert_eq!(i.literal(Extra::NONE), None);
+        assert_eq!(i.literal(Extra::UNSUPPORTED), None);
         let mut e = entry("example.com", None, 1.0);
-        e.extra = Extra::Literal(a);
+        e.extra = a;
         i.insert("X", e);
         i.clear();
         assert!(i.is_empty());

@@ -4,7 +4,6 @@
 //! consumed since.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
 use crate::error::Refusal;
 
@@ -63,16 +62,30 @@ impl Kind {
     }
 }
 
-/// `additional_data` as kept by the index ([`crate::data`]).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub enum Extra {
+/// `additional_data` as kept by the index: none, a literal in the index's table
+/// ([`crate::index::Index::literal`], [`crate::data`]), or stored but not representable
+/// (the plugin then reads the record). Four bytes, so that an entry stays small.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extra(u32);
+
+impl Extra {
     /// None stored (or not kept: SQL storage re-reads records).
-    #[default]
-    None,
-    /// The Lua literal of the stored table, shared between equal ones.
-    Literal(Arc<str>),
-    /// Stored, but not representable: the plugin reads the record instead.
-    Unsupported,
+    pub const NONE: Extra = Extra(0);
+    /// Stored, but not representable.
+    pub const UNSUPPORTED: Extra = Extra(u32::MAX);
+
+    /// Literal number `id` of the index.
+    pub fn literal(id: u32) -> Extra {
+        match id.checked_add(1) {
+            Some(n) if n != u32::MAX => Extra(n),
+            _ => Extra::UNSUPPORTED,
+        }
+    }
+
+    /// The literal's number, for a literal.
+    pub fn literal_id(self) -> Option<u32> {
+        (self != Extra::NONE && self != Extra::UNSUPPORTED).then(|| self.0 - 1)
+    }
 }
 
 /// The stored `uri`, compared with what mod_invites would build for the record.
@@ -126,15 +139,15 @@ struct Rare {
 /// One valid-shaped host record: what preauth, registration and cleanup need.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    /// Account or contact invite.
-    pub kind: Kind,
     /// Expiry, Unix seconds.
     pub expires: i64,
-    /// May serve several registrations.
-    pub reusable: bool,
+    rare: Option<Box<Rare>>,
     /// `additional_data`.
     pub extra: Extra,
-    rare: Option<Box<Rare>>,
+    /// Account or contact invite.
+    pub kind: Kind,
+    /// May serve several registrations.
+    pub reusable: bool,
 }
 
 /// `node` of a JID `node@domain/resource`, like `util.jid.node`.

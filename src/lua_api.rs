@@ -134,8 +134,8 @@ fn to_data(v: Value, depth: usize) -> Result<Data, Unsupported> {
 /// `additional_data` as the index keeps it.
 fn extra_of(host: &mut Host, v: Value) -> Extra {
     match to_data(v, 0).and_then(|d| data::literal(&d)) {
-        Ok(literal) => Extra::Literal(host.index.intern(literal)),
-        Err(_) => Extra::Unsupported,
+        Ok(literal) => host.index.intern(literal),
+        Err(_) => Extra::UNSUPPORTED,
     }
 }
 
@@ -278,12 +278,19 @@ impl UserData for HostState {
                 let now = this.now_ms();
                 let mut host = this.host.lock();
                 let name = host.config.host.clone();
-                match host.preauth_judge(&token, ip.as_deref(), read_failed, now, now_s()) {
-                    Ok(e) => {
-                        let extra = match &e.extra {
-                            Extra::None => Value::Nil,
-                            Extra::Literal(l) => Value::String(lua.create_string(&**l)?),
-                            Extra::Unsupported => Value::Boolean(true),
+                if let Err(r) = host.preauth_judge(&token, ip.as_deref(), read_failed, now, now_s())
+                {
+                    return refusal_values(lua, r);
+                }
+                match host.index.get(&token) {
+                    Some(e) => {
+                        let extra = if e.extra == Extra::UNSUPPORTED {
+                            Value::Boolean(true)
+                        } else {
+                            match host.index.literal(e.extra) {
+                                Some(l) => Value::String(lua.create_string(l)?),
+                                None => Value::Nil,
+                            }
                         };
                         let inviter = match e.inviter() {
                             Some(i) => Value::String(lua.create_string(i)?),
@@ -302,6 +309,58 @@ impl UserData for HostState {
                             extra,
                         ]))
                     }
+                    None => refusal_values(lua, Refusal::TokenInvalid),
+                }
+            },
+        );
+
+        // preauth_judge_record(token, ip, read_failed, type, jid, expires, allow_registration,
+        // reusable) → true, type, inviter, reusable | false, type, condition, text, label:
+        // SQL storage judges the record the plugin just read (one indexed query, as stock).
+        methods.add_method(
+            "preauth_judge_record",
+            |lua,
+             this,
+             (token, ip, read_failed, kind, jid, expires, allow_registration, reusable): (
+                Value,
+                Value,
+                bool,
+                Value,
+                Value,
+                Value,
+                bool,
+                bool,
+            )| {
+                let Some(token) = text(&token) else {
+                    return refusal_values(lua, Refusal::TokenInvalid);
+                };
+                let (ip, kind, jid) = (text(&ip), text(&kind), text(&jid));
+                let record = (!read_failed).then(|| Fields {
+                    kind: kind.as_deref(),
+                    jid: jid.as_deref(),
+                    expires: number(&expires),
+                    allow_registration,
+                    reusable,
+                    ..Fields::default()
+                });
+                let now = this.now_ms();
+                let judged = this.host.lock().preauth_judge_record(
+                    &token,
+                    ip.as_deref(),
+                    record,
+                    now,
+                    now_s(),
+                );
+                match judged {
+                    Ok(e) => Ok(MultiValue::from_iter([
+                        Value::Boolean(true),
+                        Value::String(lua.create_string(e.kind.as_str())?),
+                        match e.inviter() {
+                            Some(i) => Value::String(lua.create_string(i)?),
+                            None => Value::Nil,
+                        },
+                        Value::Boolean(e.reusable),
+                    ])),
                     Err(r) => refusal_values(lua, r),
                 }
             },
@@ -369,7 +428,7 @@ impl UserData for HostState {
                 let (kind, jid, uri) = (text(&kind), text(&jid), text(&uri));
                 let mut host = this.host.lock();
                 let extra = match extra {
-                    Value::Nil => Extra::None,
+                    Value::Nil => Extra::NONE,
                     v => extra_of(&mut host, v),
                 };
                 let fields = Fields {
@@ -408,7 +467,7 @@ impl UserData for HostState {
                     return Ok(());
                 }
                 let extra = match r.extra {
-                    Value::Nil => Extra::None,
+                    Value::Nil => Extra::NONE,
                     v => extra_of(&mut host, v),
                 };
                 let fields = Fields {
