@@ -7,6 +7,9 @@ Environment:
                         database per Prosody, see pgcluster.py)
   E2E_STOCK=1           run against Prosody's own mod_invites_register instead of
                         ours (to see which tests pin FIX behaviour); skips `make install`
+  E2E_INSTALLED=1       run against the module Prosody finds by itself (an installed
+                        package, e.g. our .deb in Prosody's module folder): no
+                        `make install` and no plugin_paths entry for it
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ def use_stock() -> bool:
     return os.environ.get("E2E_STOCK", "") not in ("", "0")
 
 
+def use_installed() -> bool:
+    return os.environ.get("E2E_INSTALLED", "") not in ("", "0")
+
+
 def pytest_generate_tests(metafunc):
     """Every test that takes `storage` runs once per backend in E2E_STORAGE."""
     if "storage" in metafunc.fixturenames:
@@ -56,10 +63,13 @@ def make_install(plugin_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def installed_plugins(tmp_path_factory) -> Path:
+def installed_plugins(tmp_path_factory) -> Path | None:
     """Our module installed into a fresh plugin dir; with E2E_STOCK=1 a copy of Prosody's
     own module instead (so that no other module of that name, e.g. our .deb installed
-    beside Prosody's core modules, can stand in for it)."""
+    beside Prosody's core modules, can stand in for it); with E2E_INSTALLED=1 none (the
+    module Prosody finds in its own folders is under test)."""
+    if use_installed():
+        return None
     if use_stock():
         return stock_module(tmp_path_factory.mktemp("plugins-stock"))
     plugin_dir = tmp_path_factory.mktemp("plugins")
@@ -137,7 +147,7 @@ class ProsodyFactory:
 @pytest.fixture
 def plugin_paths(installed_plugins) -> list[Path]:
     """plugin_paths for test configs: our installed module first, then the test-only plugins."""
-    return [installed_plugins, TEST_PLUGINS]
+    return ([installed_plugins] if installed_plugins else []) + [TEST_PLUGINS]
 
 
 @pytest.fixture(scope="session")

@@ -40,59 +40,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# need_pkg PACKAGE...: install missing Debian packages (as root).
-need_pkg() {
-	local missing="" p
-	for p in "$@"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
-	done
-	[ -n "$missing" ] || return 0
-	echo "# installing:$missing"
-	# shellcheck disable=SC2086
-	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq $missing >/dev/null 2>&1 \
-		|| { apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive \
-			apt-get -o DPkg::Lock::Timeout=300 install -y -qq $missing; } >/dev/null 2>&1
-}
+# need_pkg PACKAGE...: install missing Debian packages (as root), as the packaging does.
+need_pkg() { ( . "$ROOT/packaging/common.sh" && need_pkg "$@" ); }
 
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# pversion LAUNCHER: the Prosody version of a launcher (its CFG_SOURCEDIR/prosody.version;
-# never `prosody --version`, which starts a server).
-pversion() {
-	local src
-	src=$(sed -n "s/^CFG_SOURCEDIR='\\(.*\\)';\$/\\1/p" "$1" | head -n 1)
-	cat "${src:-/usr/lib/prosody}/prosody.version" 2>/dev/null || echo unknown
-}
-
-# write_cfg DIR PORT [EXTRA_LINES]: a private config in DIR/prosody.cfg.lua.
+# The one private-Prosody config writer and helpers (tools/harness), from the shell.
+harness() { PYTHONPATH="$ROOT/tools" python3 -m harness "$@"; }
+free_port() { harness free-port; }
+# pversion LAUNCHER: the Prosody version of a launcher (never `prosody --version`, which
+# starts a server).
+pversion() { harness version "$1"; }
+# write_cfg DIR PORT [EXTRA_LINES]: a private config in DIR/prosody.cfg.lua (data, log and
+# the admin socket under DIR/data).
 write_cfg() {
-	local dir=$1 port=$2 extra=${3:-}
-	mkdir -p "$dir/data"
-	cat >"$dir/prosody.cfg.lua" <<-EOF
-		run_as_root = true
-		pidfile = "$dir/data/prosody.pid"
-		data_path = "$dir/data"
-		certificates = "$dir/data"
-		log = { { levels = { min = "info" }, to = "file", filename = "$dir/data/prosody.log" } }
-		interfaces = { "127.0.0.1" }
-		c2s_ports = { $port }
-		c2s_direct_tls_ports = {}
-		s2s_ports = {}
-		http_ports = {}
-		https_ports = {}
-		modules_disabled = { "s2s" }
-		admin_socket = "$dir/data/prosody.sock"
-		c2s_require_encryption = false
-		allow_unencrypted_plain_auth = true
-		modules_enabled = {
-			"roster"; "saslauth"; "disco"; "admin_shell";
-			"invites"; "invites_register";
-		}
-		$extra
-		VirtualHost "$HOST"
-	EOF
+	mkdir -p "$1/data"
+	harness config "$1" "$2" --host "$HOST" --extra "${3:-}" >/dev/null
 }
 
 # start_server LAUNCHER DIR PORT: start in the background, wait until the port and the
@@ -103,7 +64,7 @@ start_server() {
 	SERVER_PID=$!
 	SERVER_PIDS+=("$SERVER_PID")
 	for i in $(seq 1 150); do
-		if ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && [ -S "$dir/data/prosody.sock" ]; then
+		if ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && [ -S "$dir/data/admin.sock" ]; then
 			sleep 0.2
 			return 0
 		fi

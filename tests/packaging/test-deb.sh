@@ -9,7 +9,7 @@
 #   3. The same precedence on Prosody 13.0.1 and the newest 13.0.x: the package's files
 #      unpacked (dpkg-deb -x) into a private copy of each 13 prefix; removing the folder
 #      switches back to the stock module.
-#   4. The e2e suite (tests/e2e) against the INSTALLED copy: E2E_STOCK=1 runs it without
+#   4. The e2e suite (tests/e2e) against the INSTALLED copy: E2E_INSTALLED=1 runs it without
 #      `make install`, with plugin_paths holding only the test plugins, so Prosody takes
 #      mod_invites_register from its own module directory, where the package's folder wins.
 #      Its pass/fail counts are added to this script's. Storage: TEST_DEB_E2E_STORAGE
@@ -104,8 +104,8 @@ fi
 # ---- 4. the e2e suite against the installed package ----------------------------------
 if [ "${TEST_DEB_E2E:-1}" != 0 ]; then
 	eval "extra=(${TEST_DEB_PYTEST_ARGS:-})"
-	echo "# e2e suite against $MODDIR (E2E_STOCK=1: no make install, Prosody's own module directory)"
-	E2E_STOCK=1 E2E_STORAGE=${TEST_DEB_E2E_STORAGE:-internal} "$ROOT/.venv/bin/python" -m pytest -q -rfE -p no:cacheprovider tests/e2e "${extra[@]}" \
+	echo "# e2e suite against $MODDIR (E2E_INSTALLED=1: no make install, Prosody's own module directory)"
+	E2E_INSTALLED=1 E2E_STORAGE=${TEST_DEB_E2E_STORAGE:-internal} "$ROOT/.venv/bin/python" -m pytest -q -rfE -p no:cacheprovider tests/e2e "${extra[@]}" \
 		>"$WORK/e2e.log" 2>&1
 	rc=$?
 	summary=$(tail -n 3 "$WORK/e2e.log" | grep -E '[0-9]+ (passed|failed)' | tail -n 1)

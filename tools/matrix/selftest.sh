@@ -18,6 +18,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
 W=${1:-/tmp/matrix-selftest}
 P13_PORT=${P13_PORT:-25999} P12_PORT=${P12_PORT:-25998} PG_PORT=${PG_PORT:-25432}
 mkdir -p "$W"
@@ -32,32 +33,13 @@ fail() { echo "SELFTEST FAILED: $*" >&2; exit 1; }
 ok() { echo "ok - $*"; }
 wait_port() { for _ in $(seq 100); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.05; done; return 1; }
 
-# A private Prosody config. $1 = dir, $2 = port, $3 = extra lines (storage).
+# A private Prosody config (tools/harness, the one config writer). $1 = dir, $2 = port,
+# $3 = extra lines (storage).
 write_cfg() {
 	mkdir -p "$1/data"
-	cat >"$1/prosody.cfg.lua" <<-EOF
-		run_as_root = true
-		pidfile = "$1/data/prosody.pid"
-		data_path = "$1/data"
-		certificates = "$1/data"
-		log = { { levels = { min = "info" }, to = "file", filename = "$1/data/prosody.log" } }
-		interfaces = { "127.0.0.1" }
-		c2s_ports = { $2 }
-		c2s_direct_tls_ports = {}
-		s2s_ports = {}
-		http_ports = {}
-		https_ports = {}
-		modules_disabled = { "s2s" }
-		admin_socket = "$1/data/prosody.sock"
-		c2s_require_encryption = false
-		allow_unencrypted_plain_auth = true
-		modules_enabled = {
-			"roster"; "saslauth"; "disco"; "admin_shell";
-			"invites"; "invites_register"; "register_ibr";
-		}
-		$3
-		VirtualHost "example.test"
-	EOF
+	PYTHONPATH="$ROOT/tools" python3 -m harness config "$1" "$2" --host example.test \
+		--modules roster,saslauth,disco,admin_shell,invites,invites_register,register_ibr \
+		--extra "$3" >/dev/null
 }
 
 # start BIN DIR PORT -> pid in $SERVER_PID
