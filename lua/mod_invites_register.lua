@@ -836,6 +836,7 @@ local shell_commands = {
 		}) do
 			self.session.print(("%-26s %d"):format(line[1] .. ":", line[2]));
 		end
+		self.session.print(("%-26s %.1f MiB"):format("index memory:", s.index_bytes / 1048576));
 		return true, ("%d pending invites on %s"):format(s.pending, host);
 	end;
 };

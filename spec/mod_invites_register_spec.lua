@@ -614,6 +614,7 @@ describe("mod_invites_register", function ()
 			assert.equal("1 pending invites on example.com", summary);
 			assert.matches("pending invites: +1", printed[1]);
 			assert.matches("bound usernames: +1", printed[2]);
+			assert.matches("index memory: +%d+%.%d MiB", printed[6]);
 			ok, summary = shell.cleanup(self, "example.com");
 			assert.is_true(ok);
 			assert.matches("Removed 0 expired invites", summary);

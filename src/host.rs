@@ -81,6 +81,8 @@ pub struct Status {
     pub consumed: usize,
     /// Addresses (networks) the throttle tracks.
     pub throttled: usize,
+    /// About how many bytes the invite index holds.
+    pub index_bytes: usize,
 }
 
 /// One host's state.
@@ -442,6 +444,7 @@ impl Host {
             claims,
             consumed,
             throttled: self.throttle.len(),
+            index_bytes: self.index.heap_bytes(),
         }
     }
 }

@@ -109,6 +109,23 @@ impl Index {
         self.entries.is_empty()
     }
 
+    /// About how many bytes of memory the index holds: its tables at their capacity, the
+    /// entries' own allocations, the bound names and the `additional_data` literals.
+    pub fn heap_bytes(&self) -> usize {
+        // A table of capacity c has about c * 8 / 7 buckets of one slot and one control byte.
+        let slot = std::mem::size_of::<(Key, Entry)>() + 1;
+        let bound_slot = std::mem::size_of::<(Box<str>, Vec<Box<str>>)>() + 1;
+        self.entries.capacity() * 8 / 7 * slot
+            + self.entries.values().map(Entry::heap_bytes).sum::<usize>()
+            + self.bound.capacity() * 8 / 7 * bound_slot
+            + self
+                .bound
+                .iter()
+                .map(|(n, t)| n.len() + t.iter().map(|t| 16 + t.len()).sum::<usize>())
+                .sum::<usize>()
+            + self.literals.iter().map(|l| 2 * 16 + l.len()).sum::<usize>()
+    }
+
     /// Number of distinct usernames that account invites are bound to.
     pub fn bound_names(&self) -> usize {
         self.bound.len()
@@ -160,6 +177,30 @@ mod tests {
         assert!(i.bound_to("alice").is_empty());
         assert_eq!(i.bound_names(), 1);
         assert!(i.remove("C").is_none());
+    }
+
+    #[test]
+    fn test_heap_bytes_grow_with_the_index() {
+        let mut i = Index::new();
+        let empty = i.heap_bytes();
+        for n in 0..1000 {
+            let token = format!("tok{n}");
+            let uri = format!("xmpp:example.com?register;preauth={token}");
+            let fields = Fields {
+                kind: Some("register"),
+                jid: Some("example.com"),
+                expires: Some(100.0),
+                allow_registration: true,
+                uri: Some(&uri),
+                ..Fields::default()
+            };
+            i.insert(&token, Entry::from_fields("example.com", &token, fields).unwrap());
+        }
+        let full = i.heap_bytes();
+        // A plain account invite is one slot: a 32-byte inline key and a 24-byte entry, no
+        // allocation of its own; the table at most doubles that.
+        assert_eq!(std::mem::size_of::<(Key, Entry)>(), 56);
+        assert!(full >= empty + 1000 * 57 && full <= empty + 1000 * 2 * 57 * 8 / 7, "{full}");
     }
 
     #[test]

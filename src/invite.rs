@@ -235,6 +235,22 @@ impl Entry {
         self.rare.as_ref().and_then(|r| r.reset.as_ref())
     }
 
+    /// Heap bytes this entry owns beyond its own size (its rare fields, if any).
+    pub fn heap_bytes(&self) -> usize {
+        let text = |s: Option<&str>| s.map_or(0, str::len);
+        self.rare.as_ref().map_or(0, |r| {
+            let uri = match &r.uri {
+                Uri::Other(u) => u.len(),
+                _ => 0,
+            };
+            std::mem::size_of::<Rare>()
+                + text(r.jid.as_deref())
+                + text(r.bound.as_ref().and_then(Name::as_str))
+                + text(r.reset.as_ref().and_then(Name::as_str))
+                + uri
+        })
+    }
+
     /// The record's `uri` (rebuilt when it was mod_invites' own).
     pub fn uri(&self, host: &str, token: &str) -> Option<String> {
         match self.rare.as_ref().map(|r| &r.uri) {

@@ -739,7 +739,7 @@ impl UserData for HostState {
         });
 
         // status() → { pending =, bound_names =, awaiting_deletion =, claims =, consumed =,
-        // throttled = }
+        // throttled =, index_bytes = }
         methods.add_method("status", |lua, this, ()| {
             let s = this.host.lock().status();
             let t = lua.create_table()?;
@@ -749,6 +749,7 @@ impl UserData for HostState {
             t.set("claims", s.claims)?;
             t.set("consumed", s.consumed)?;
             t.set("throttled", s.throttled)?;
+            t.set("index_bytes", s.index_bytes)?;
             Ok(t)
         });
     }
