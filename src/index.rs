@@ -123,7 +123,11 @@ impl Index {
                 .iter()
                 .map(|(n, t)| n.len() + t.iter().map(|t| 16 + t.len()).sum::<usize>())
                 .sum::<usize>()
-            + self.literals.iter().map(|l| 2 * 16 + l.len()).sum::<usize>()
+            + self
+                .literals
+                .iter()
+                .map(|l| 2 * 16 + l.len())
+                .sum::<usize>()
     }
 
     /// Number of distinct usernames that account invites are bound to.
@@ -194,13 +198,19 @@ mod tests {
                 uri: Some(&uri),
                 ..Fields::default()
             };
-            i.insert(&token, Entry::from_fields("example.com", &token, fields).unwrap());
+            i.insert(
+                &token,
+                Entry::from_fields("example.com", &token, fields).unwrap(),
+            );
         }
         let full = i.heap_bytes();
         // A plain account invite is one slot: a 32-byte inline key and a 24-byte entry, no
         // allocation of its own; the table at most doubles that.
         assert_eq!(std::mem::size_of::<(Key, Entry)>(), 56);
-        assert!(full >= empty + 1000 * 57 && full <= empty + 1000 * 2 * 57 * 8 / 7, "{full}");
+        assert!(
+            full >= empty + 1000 * 57 && full <= empty + 1000 * 2 * 57 * 8 / 7,
+            "{full}"
+        );
     }
 
     #[test]
