@@ -12,7 +12,7 @@ import urllib.request
 import invites
 import storage
 from expect import THROTTLED, assert_error, assert_result
-from prosody import HOST, OTHER_HOST, Prosody, free_port, lua
+from prosody import HOST, OTHER_HOST, Prosody, free_port, lua, prosody_version, version_tuple
 from xmpp_raw import RawStream
 
 FAMILY = "prosody_mod_invites_register__"
@@ -107,7 +107,8 @@ def test_counters_follow_preauths_and_registrations(prosody):
         assert_result(s.register("bob", "new-password"))  # reset, consumed 3
     with RawStream(server.port) as s:
         s.open()
-        # A stream for this host asking the other host: counted there as wrong_host.
+        # A stream for this host asking the other host: counted there as wrong_host (from
+        # 13.0.8 on Prosody's router answers it itself and never dispatches it).
         assert_error(s.preauth(plain, to=OTHER_HOST), "cancel", "service-unavailable")
         for i in range(3):
             assert_error(s.preauth(f"wrong-{i}-xxxxxxxxxxxxxxxxxx"), "cancel", "item-not-found")
@@ -124,7 +125,8 @@ def test_counters_follow_preauths_and_registrations(prosody):
     }
     got = {key: delta(after, before, f"{key[0]}_total", result=key[1]) for key in expected}
     assert got == expected
-    assert delta(after, before, "preauth_total", OTHER_HOST, result="wrong_host") == 1
+    dispatched = version_tuple(prosody_version()) < (13, 0, 8)
+    assert delta(after, before, "preauth_total", OTHER_HOST, result="wrong_host") == int(dispatched)
     assert delta(after, before, "preauth_total", result="wrong_host") == 0
     assert delta(after, before, "consumed_total") == 3
     assert delta(after, before, "consumed_total", OTHER_HOST) == 0

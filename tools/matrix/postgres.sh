@@ -5,6 +5,9 @@
 #   tools/matrix/postgres.sh stop   DIR        stop (pg_ctl stop -m fast); safe to repeat,
 #                                              also when DIR was never started or is gone
 #   tools/matrix/postgres.sh status DIR        exit 0 if running (prints the facts), 3 if not
+#   tools/matrix/postgres.sh install           only install the packages (run-matrix does this
+#                                              once before its cells run in parallel: two
+#                                              apt-get runs at once fail on apt's list lock)
 #
 # Run as root on Debian 12. `start` prints connection facts on stdout, one
 # shell assignment per line, so a caller can `eval "$(postgres.sh start D P)"`:
@@ -49,13 +52,15 @@ set -euo pipefail
 die() { echo "postgres.sh: $*" >&2; exit 1; }
 log() { echo "postgres.sh: $*" >&2; }
 usage() {
-	echo "usage: $0 start DIR PORT | stop DIR | status DIR" >&2
+	echo "usage: $0 start DIR PORT | stop DIR | status DIR | install" >&2
 	exit 2
 }
 
-[ $# -ge 2 ] || usage
+[ $# -ge 1 ] || usage
 CMD=$1
 [ "$(id -u)" = 0 ] || die "must run as root"
+[ "$CMD" = install ] && set -- install /nonexistent
+[ $# -ge 2 ] || usage
 case "$2" in *[!A-Za-z0-9._/+-]*|"") die "DIR may contain only letters, digits and . _ / + -";; esac
 case "$2" in /*) DIR=$2;; *) DIR=$PWD/$2;; esac
 DIR=${DIR%/}
@@ -209,6 +214,10 @@ stop)
 		rm -rf "$(cat "$DIR/.socketdir")"
 		rm -f "$DIR/.socketdir"
 	fi
+	;;
+
+install)
+	install_missing
 	;;
 
 status)

@@ -60,6 +60,13 @@ fi
 DEFAULT_13LATEST_DESELECT=""
 DESELECT_13LATEST=${MATRIX_13LATEST_DESELECT-$DEFAULT_13LATEST_DESELECT}
 
+# PostgreSQL's packages once, before cells run side by side (each cell's cluster would
+# otherwise run apt-get at the same time as another's, and one fails on apt's lock).
+case " $CELLS " in
+*:postgres*)
+	bash tools/matrix/postgres.sh install || echo "run-matrix: installing PostgreSQL failed" >&2 ;;
+esac
+
 total_passed=0
 total_failed=0
 status=0
