@@ -2,7 +2,7 @@
 # tools/matrix/run-matrix.sh — `make test-matrix`: the end-to-end suite (tests/e2e)
 # for every cell of {Prosody 0.12.3 (/usr/bin), 13.0.1 (`13`: tools/matrix/prosody13.sh,
 # bookworm-backports), the newest 13.0.x (`13latest`: prosody13.sh PREFIX latest, the
-# newest 13.0 Lua tree from sid/trixie over 13.0.1's C libraries; 13.0.7 when written)}
+# newest 13.0 Lua tree from sid/trixie over 13.0.1's C libraries; 13.0.8 on 2026-12-07)}
 # x {internal, sqlite, postgres}, except 0.12 x {internal, sqlite}, which
 # `make test` already runs (MATRIX_INCLUDE_DEFAULT=1 adds them back).
 #
