@@ -80,7 +80,10 @@ def invite_stored(server: Prosody, token: str, host: str = HOST, user: str | Non
                     "AND store='invite_token' AND key=?", host, user or "", token) > 0
     folder = _host_dir(server, host)
     path = folder / "invite_token" / f"{user}.dat" if user else folder / "invite_token.dat"
-    return path.exists() and f'["{token}"]' in path.read_text()
+    try:
+        return f'["{token}"]' in path.read_text()
+    except FileNotFoundError:  # never written, or removed by the batch write that emptied it
+        return False
 
 
 def invite_gone(server: Prosody, token: str, host: str = HOST, user: str | None = None,
