@@ -59,11 +59,12 @@ usage() {
 [ $# -ge 1 ] || usage
 CMD=$1
 [ "$(id -u)" = 0 ] || die "must run as root"
-[ "$CMD" = install ] && set -- install /nonexistent
-[ $# -ge 2 ] || usage
-case "$2" in *[!A-Za-z0-9._/+-]*|"") die "DIR may contain only letters, digits and . _ / + -";; esac
-case "$2" in /*) DIR=$2;; *) DIR=$PWD/$2;; esac
-DIR=${DIR%/}
+if [ "$CMD" != install ]; then # every other command names a DIR
+	[ $# -ge 2 ] || usage
+	case "$2" in *[!A-Za-z0-9._/+-]*|"") die "DIR may contain only letters, digits and . _ / + -";; esac
+	case "$2" in /*) DIR=$2;; *) DIR=$PWD/$2;; esac
+	DIR=${DIR%/}
+fi
 
 DB=prosody ROLE=prosody PASSWORD=prosody
 export DEBIAN_FRONTEND=noninteractive
